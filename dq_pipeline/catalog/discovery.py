@@ -1,0 +1,83 @@
+"""Finding catalog files in the catalog folder and naming them (catalog ids)."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+
+from .entry import CatalogError
+
+SUFFIXES = {".csv": "csv", ".json": "json", ".jsonl": "jsonl", ".ndjson": "jsonl", ".yaml": "yaml", ".yml": "yaml"}
+_ID_PART = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\- ]*$")
+
+
+@dataclass(frozen=True)
+class CatalogFile:
+    """A catalog file; `error` is set when the file cannot be synced at all (it is then refused alone)."""
+
+    catalog_id: str
+    path: Path
+    format: str
+    display: str
+    error: CatalogError | None = None
+
+
+def catalog_id_for(relative: PurePosixPath) -> str:
+    return str(relative.with_suffix(""))
+
+
+def validate_catalog_id(catalog_id: str) -> str:
+    """A catalog id is a relative path without extension; it may never climb out of the folder."""
+    parts = catalog_id.split("/")
+    if not catalog_id or any(p in ("", ".", "..") or not _ID_PART.match(p) or "..." in p for p in parts):
+        raise ValueError(f"invalid catalog id {catalog_id!r}: use a relative path like 'finance/ledger'")
+    return catalog_id
+
+
+def _candidates(root: Path) -> list[Path]:
+    return [
+        path
+        for path in sorted(root.rglob("*"))
+        if path.suffix.lower() in SUFFIXES
+        and not any(part.startswith(".") for part in path.relative_to(root).parts)
+        and (path.is_file() or path.is_symlink())
+    ]
+
+
+def _describe(root: Path, path: Path) -> CatalogFile:
+    relative = PurePosixPath(path.relative_to(root).as_posix())
+    display = str(relative)
+    catalog_id = catalog_id_for(relative)
+    file = CatalogFile(catalog_id, path, SUFFIXES[path.suffix.lower()], display)
+    if not path.resolve().is_relative_to(root) or not path.resolve().is_file():
+        return _refused(file, "file", "symlink points outside the catalog folder or to no file")
+    try:
+        validate_catalog_id(catalog_id)
+    except ValueError as exc:
+        return _refused(file, "file name", str(exc))
+    return file
+
+
+def _refused(file: CatalogFile, where: str, reason: str) -> CatalogFile:
+    return CatalogFile(file.catalog_id, file.path, file.format, file.display, CatalogError.single(file.display, where, reason))
+
+
+def discover(catalog_dir: Path) -> dict[str, CatalogFile]:
+    """Every catalog file under `catalog_dir`, by catalog id; hidden files and unknown suffixes are skipped.
+
+    A file that cannot be synced (bad name, symlink leaving the folder, two files sharing one id
+    like ``a.csv`` and ``a.json``) is returned with its `error`, so it is refused alone and the
+    other catalogs still sync (I6).
+    """
+    root = catalog_dir.resolve()
+    if not root.is_dir():
+        raise FileNotFoundError(f"catalog folder {catalog_dir} does not exist")
+    found: dict[str, CatalogFile] = {}
+    for path in _candidates(root):
+        file = _describe(root, path)
+        if file.catalog_id in found:
+            other = found[file.catalog_id]
+            file = _refused(file, "file name", f"catalog id {file.catalog_id!r} is used by both {other.display} and {file.display}")
+        found[file.catalog_id] = file
+    return found

@@ -1,0 +1,73 @@
+"""The unit of the index: one catalog entry, and the error raised for a catalog that fails validation."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import Any
+
+ENTRY_KINDS = ("dataset", "table", "column", "rule", "metric", "field", "test", "source", "model")
+
+
+def canonical_json(value: Any) -> str:
+    """One spelling per value, so equal content always hashes equally."""
+    return json.dumps(value, sort_keys=True, ensure_ascii=False, separators=(",", ":"), default=str)
+
+
+@dataclass(frozen=True)
+class Entry:
+    """A parsed catalog entry.
+
+    `location` says where the entry came from (``file:line`` or a record path) for error
+    messages; it is not part of the content hash, so moving a row inside its file re-embeds nothing.
+    """
+
+    key: str
+    kind: str
+    text: str
+    payload: Mapping[str, Any] = field(default_factory=dict)
+    location: str = ""
+
+    @cached_property
+    def content_hash(self) -> str:
+        body = canonical_json({"kind": self.kind, "text": self.text, "payload": self.payload})
+        return hashlib.sha256(body.encode("utf-8")).hexdigest()
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One reason a catalog was refused: where, and why."""
+
+    location: str
+    reason: str
+
+    def __str__(self) -> str:
+        return f"{self.location}: {self.reason}"
+
+
+class CatalogError(Exception):
+    """A catalog failed to parse or validate; it is refused whole (I6).
+
+    The message names the file, the line or record and the reason for every problem found
+    (up to a bound, so a broken million-row file does not produce a million-line error).
+    """
+
+    MAX_REPORTED = 20
+
+    def __init__(self, path: str, problems: list[Problem]):
+        self.path = path
+        self.problems = problems
+        shown = problems[: self.MAX_REPORTED]
+        more = len(problems) - len(shown)
+        lines = [str(p) for p in shown]
+        if more > 0:
+            lines.append(f"... and {more} more problem(s)")
+        summary = f"catalog {path} refused: {len(problems)} problem(s)"
+        super().__init__(summary + "\n  " + "\n  ".join(lines) if lines else summary)
+
+    @classmethod
+    def single(cls, path: str, location: str, reason: str) -> CatalogError:
+        return cls(path, [Problem(location, reason)])

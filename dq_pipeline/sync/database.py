@@ -1,0 +1,60 @@
+"""Engines for the system of record: PostgreSQL (psycopg 3) or an embedded SQLite file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.engine import make_url
+
+WRITE = {"dq_write": True}
+
+
+def normalise_url(url: str) -> str:
+    """`postgresql://` means psycopg 3 here; SQLite paths get their folder created."""
+    parsed = make_url(url)
+    if parsed.drivername in ("postgresql", "postgres"):
+        parsed = parsed.set(drivername="postgresql+psycopg")
+    if parsed.get_backend_name() == "sqlite" and parsed.database and parsed.database != ":memory:":
+        Path(parsed.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+    return parsed.render_as_string(hide_password=False)
+
+
+def redact_url(url: str) -> str:
+    """The URL with its password masked, for logs, metadata, errors and status output."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:
+        return "<unparseable database URL>"
+
+
+def make_engine(url: str) -> Engine:
+    url = normalise_url(url)
+    backend = make_url(url).get_backend_name()
+    if backend == "sqlite":
+        if make_url(url).database in (None, "", ":memory:"):
+            raise ValueError("an in-memory SQLite database cannot hold a synced index; use a file path")
+        engine = create_engine(url, connect_args={"timeout": 60})
+        _sqlite_transactions(engine)
+        return engine
+    return create_engine(url, pool_pre_ping=True, hide_parameters=True)
+
+
+def _sqlite_transactions(engine: Engine) -> None:
+    """Real BEGINs on SQLite: the stdlib driver's implicit transactions would break atomicity.
+
+    Write transactions take the database lock up front (BEGIN IMMEDIATE): a deferred one that
+    later upgrades can fail with "database is locked" when two processes write different catalogs.
+    """
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection, _record):  # type: ignore[no-untyped-def]
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA busy_timeout=60000")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn):  # type: ignore[no-untyped-def]
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if conn.get_execution_options().get("dq_write") else "BEGIN")

@@ -1,0 +1,60 @@
+"""What a sync must change: the catalog's entries compared with its committed rows."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from sqlalchemy import Engine, select
+
+from ..catalog import Entry
+from .schema import entries
+
+
+@dataclass(frozen=True)
+class StoredRow:
+    entry_key: str
+    content_hash: str
+    model: str
+    collection: str
+    point_id: str
+    status: str
+
+
+@dataclass
+class Plan:
+    inserts: list[Entry] = field(default_factory=list)
+    updates: list[tuple[Entry, StoredRow]] = field(default_factory=list)
+    deletes: list[StoredRow] = field(default_factory=list)
+    unchanged: int = 0
+
+    @property
+    def to_embed(self) -> list[Entry]:
+        return self.inserts + [entry for entry, _ in self.updates]
+
+    @property
+    def is_empty(self) -> bool:
+        return not (self.inserts or self.updates or self.deletes)
+
+
+def stored_rows(engine: Engine, catalog_id: str) -> dict[str, StoredRow]:
+    columns = [entries.c[name] for name in StoredRow.__dataclass_fields__]
+    with engine.connect() as conn:
+        rows = conn.execute(select(*columns).where(entries.c.catalog_id == catalog_id))
+        return {row.entry_key: StoredRow(*row) for row in rows}
+
+
+def plan_changes(stored: dict[str, StoredRow], wanted: Sequence[Entry], model_id: str, force: bool = False) -> Plan:
+    """Unchanged = same content hash and same model; `force` re-embeds and rewrites everything."""
+    plan = Plan()
+    for entry in wanted:
+        row = stored.get(entry.key)
+        if row is None:
+            plan.inserts.append(entry)
+        elif force or row.content_hash != entry.content_hash or row.model != model_id:
+            plan.updates.append((entry, row))
+        else:
+            plan.unchanged += 1
+    keys = {entry.key for entry in wanted}
+    plan.deletes = [row for key, row in stored.items() if key not in keys]
+    return plan

@@ -1,0 +1,253 @@
+"""The journaled two-phase write of one catalog to PostgreSQL (record) and Qdrant (index).
+
+Read `sync_catalog` top to bottom: it is the specification.
+
+  0. Lock the catalog, then finish whatever an earlier run left in the journal.
+  1. Plan: compare the entries with the committed rows; embed only new and changed content.
+  2. Journal: commit a `pending` row naming the points about to be written and retired.
+  3. Phase 1: apply inserts/updates/deletes in one data transaction (not yet committed).
+     Phase 2: upsert the new points to Qdrant, batch by batch, each acknowledged.
+     Phase 3: mark the journal row `committed` in that same transaction, and commit.
+     On any failure: roll back and finish the journal row (deletes the new points no committed
+     row uses), then report the failure. Committed rows never lose their points (I1, I5).
+  4. Retire: delete the points of replaced and deleted entries, then the journal row.
+
+Point ids are content-addressed, so an updated entry's new point never overwrites the committed
+version's point; the old one is deleted only after the commit.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections import defaultdict
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+import numpy as np
+from sqlalchemy import Connection, and_, bindparam, delete, insert, update
+
+from ..catalog import Entry
+from ..embedding import Embedder
+from . import journal
+from .database import WRITE
+from .hooks import Hooks
+from .locks import catalog_lock
+from .plan import Plan, StoredRow, plan_changes, stored_rows
+from .point_ids import point_id, point_payload
+from .qdrant_index import Point
+from .schema import ACTIVE, COMMITTED, catalogs, entries
+
+log = logging.getLogger(__name__)
+
+
+class SyncFailed(RuntimeError):
+    def __init__(self, catalog_id: str, reason: str):
+        super().__init__(f"sync of catalog {catalog_id} failed, nothing was changed: {reason}")
+        self.catalog_id = catalog_id
+
+
+@dataclass
+class SyncResult:
+    catalog_id: str
+    model: str
+    collection: str
+    inserted: int = 0
+    updated: int = 0
+    deleted: int = 0
+    unchanged: int = 0
+    embedded: int = 0
+    recovered_journal_rows: int = 0
+    retired_points: int = 0
+    # Set when the data committed but its retired points could not be deleted yet: they are in
+    # the journal and the next sync or repair removes them.
+    retire_error: str | None = None
+    durations: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def written(self) -> int:
+        return self.inserted + self.updated + self.deleted
+
+
+def sync_catalog(
+    store,  # SyncedStore; untyped to keep this module free of the facade
+    catalog_id: str,
+    wanted: Sequence[Entry],
+    embedder: Embedder,
+    *,
+    force: bool = False,
+    vectors: Mapping[str, np.ndarray] | None = None,
+    hooks: Hooks | None = None,
+) -> SyncResult:
+    """Make the stores hold exactly `wanted` for this catalog (an empty list removes the catalog)."""
+    hooks = hooks or Hooks()
+    engine, index = store.engine, store.index
+    collection = store.collection_for(embedder)
+    result = SyncResult(catalog_id, embedder.model_id, collection)
+    clock = _Clock(result.durations)
+
+    with catalog_lock(engine, catalog_id, store.lock_timeout_s):
+        hooks("locked")
+        with clock("recover"):
+            result.recovered_journal_rows = journal.recover(engine, index, catalog_id)
+
+        with clock("plan"):
+            plan = plan_changes(stored_rows(engine, catalog_id), wanted, embedder.model_id, force)
+        result.unchanged = plan.unchanged
+        if plan.is_empty:
+            return result  # I4: nothing embedded, nothing written
+
+        with clock("embed"):
+            new_vectors, result.embedded = _vectors_for(plan.to_embed, embedder, vectors)
+        points = [_point(catalog_id, entry, embedder.model_id, new_vectors[entry.content_hash]) for entry in plan.to_embed]
+        retired = _retired_points(plan, {p.payload["entry_key"]: p.id for p in points})
+        index.ensure_collection(collection, embedder.dimension)
+
+        run_id = str(uuid.uuid4())
+        journal.write_pending(engine, run_id, catalog_id, {collection: [p.id for p in points]}, retired)
+        hooks("journal_written")
+        with clock("write"):
+            try:
+                with engine.execution_options(**WRITE).begin() as conn:
+                    _apply(conn, catalog_id, plan, points, new_vectors, collection, embedder, run_id)
+                    hooks("pg_flushed")
+                    index.upsert(collection, points, on_batch=lambda n: hooks("qdrant_batch", batch=n))
+                    hooks("qdrant_written")
+                    journal.mark_committed(conn, run_id)
+                    hooks("before_commit")
+            except Exception as exc:
+                if _compensate(store, run_id, catalog_id) != COMMITTED:
+                    raise SyncFailed(catalog_id, _describe(exc)) from exc
+                log.warning("commit of %s reported %s but had succeeded; finished as committed", catalog_id, _describe(exc))
+        hooks("committed")
+        result.inserted, result.updated, result.deleted = len(plan.inserts), len(plan.updates), len(plan.deletes)
+
+        with clock("retire"):
+            try:
+                journal.finish(engine, index, run_id)
+                result.retired_points = sum(len(ids) for ids in retired.values())
+                hooks("retired")
+            except Exception as exc:
+                result.retire_error = (
+                    f"committed, but {sum(len(i) for i in retired.values())} replaced point(s) could not be "
+                    f"deleted from Qdrant yet ({_describe(exc)}); the journal keeps them for the next sync or repair"
+                )
+                log.warning("%s: %s", catalog_id, result.retire_error)
+    return result
+
+
+def _compensate(store, run_id: str, catalog_id: str) -> str | None:
+    """Finish this run's journal row from what PostgreSQL really committed; None if that fails too."""
+    try:
+        return journal.finish(store.engine, store.index, run_id)
+    except Exception as exc:
+        log.error(
+            "%s: could not clean up after the failed run (%s); its journal row stays for the next run",
+            catalog_id,
+            _describe(exc),
+        )
+        return None
+
+
+def _vectors_for(
+    todo: Sequence[Entry], embedder: Embedder, precomputed: Mapping[str, np.ndarray] | None
+) -> tuple[dict[str, np.ndarray], int]:
+    """Vectors by content hash; only content not already embedded (by the embedding asset) is encoded."""
+    found = {e.content_hash: precomputed[e.content_hash] for e in todo if precomputed and e.content_hash in precomputed}
+    missing = list({e.content_hash: e.text for e in todo if e.content_hash not in found}.items())
+    if missing:
+        encoded = embedder.embed([text for _, text in missing])
+        found.update({h: encoded[i] for i, (h, _) in enumerate(missing)})
+    return found, len(missing)
+
+
+def _point(catalog_id: str, entry: Entry, model_id: str, vector: np.ndarray) -> Point:
+    payload = point_payload(catalog_id, entry.key, entry.content_hash, model_id, entry.kind)
+    return Point(point_id(catalog_id, entry.key, entry.content_hash, model_id), vector, payload)
+
+
+def _retired_points(plan: Plan, new_ids: Mapping[str, str]) -> dict[str, list[str]]:
+    """Points to delete after the commit: deleted entries', and replaced versions' (if their id changed)."""
+    retired: dict[str, list[str]] = defaultdict(list)
+    old: list[StoredRow] = plan.deletes + [row for entry, row in plan.updates if new_ids[entry.key] != row.point_id]
+    for row in old:
+        retired[row.collection].append(row.point_id)
+    return dict(retired)
+
+
+def _apply(
+    conn: Connection,
+    catalog_id: str,
+    plan: Plan,
+    points: Sequence[Point],
+    vectors: Mapping[str, np.ndarray],
+    collection: str,
+    embedder: Embedder,
+    run_id: str,
+) -> None:
+    """Phase 1: the whole catalog change in one transaction (I3)."""
+    now = datetime.now(UTC)
+    ids = {p.payload["entry_key"]: p.id for p in points}
+
+    def row(entry: Entry) -> dict[str, object]:
+        return {
+            "kind": entry.kind,
+            "text": entry.text,
+            "payload": dict(entry.payload),
+            "content_hash": entry.content_hash,
+            "model": embedder.model_id,
+            "dimension": embedder.dimension,
+            "vector": np.asarray(vectors[entry.content_hash], dtype="<f4").tobytes(),
+            "collection": collection,
+            "point_id": ids[entry.key],
+            "status": ACTIVE,  # changed content re-enters review as active
+            "reviewed_by": None,
+            "review_reason": None,
+            "reviewed_at": None,
+            "updated_at": now,
+        }
+
+    if plan.inserts:
+        conn.execute(insert(entries), [{"catalog_id": catalog_id, "entry_key": e.key, **row(e)} for e in plan.inserts])
+    if plan.updates:
+        statement = (
+            update(entries)
+            .where(and_(entries.c.catalog_id == bindparam("b_catalog"), entries.c.entry_key == bindparam("b_key")))
+            .values({name: bindparam(name) for name in row(plan.updates[0][0])})
+        )
+        conn.execute(statement, [{"b_catalog": catalog_id, "b_key": e.key, **row(e)} for e, _ in plan.updates])
+    keys = [r.entry_key for r in plan.deletes]
+    for start in range(0, len(keys), 1000):
+        chunk = keys[start : start + 1000]
+        conn.execute(delete(entries).where(entries.c.catalog_id == catalog_id, entries.c.entry_key.in_(chunk)))
+
+    remaining = len(plan.inserts) + len(plan.updates) + plan.unchanged
+    conn.execute(delete(catalogs).where(catalogs.c.catalog_id == catalog_id))
+    if remaining or not plan.deletes:
+        conn.execute(
+            insert(catalogs).values(
+                catalog_id=catalog_id, entry_count=remaining, model=embedder.model_id, last_run_id=run_id, last_synced_at=now
+            )
+        )
+
+
+def _describe(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+class _Clock:
+    def __init__(self, into: dict[str, float]):
+        self.into = into
+
+    def __call__(self, name: str) -> _Clock:
+        self._name = name
+        return self
+
+    def __enter__(self) -> None:
+        self._start = time.perf_counter()
+
+    def __exit__(self, *exc: object) -> None:
+        self.into[f"{self._name}_s"] = round(time.perf_counter() - self._start, 4)

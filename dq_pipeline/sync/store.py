@@ -1,0 +1,148 @@
+"""The synced store: the system of record and the search index, opened together, used together."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from sqlalchemy import Engine, func, select
+from sqlalchemy.engine import make_url
+
+from ..catalog import Entry
+from ..embedding import Embedder
+from . import protocol, reconcile
+from .database import make_engine, redact_url
+from .hooks import Hooks
+from .point_ids import collection_name
+from .qdrant_index import QdrantIndex, open_qdrant
+from .schema import REJECTED, catalogs, create_schema, entries, journal
+
+
+def redact_qdrant_url(url: str) -> str:
+    parsed = make_url(url) if "://" in url and "@" in url.split("://", 1)[1].split("/", 1)[0] else None
+    if parsed is not None:
+        return parsed.render_as_string(hide_password=True)
+    return url.split("?", 1)[0]
+
+
+@dataclass
+class SyncedStore:
+    engine: Engine
+    index: QdrantIndex
+    database_label: str
+    qdrant_label: str
+    lock_timeout_s: float = 600.0
+
+    @classmethod
+    def open(
+        cls,
+        database_url: str,
+        *,
+        qdrant_url: str | None = None,
+        qdrant_api_key: str | None = None,
+        qdrant_path: str | None = None,
+        collection_prefix: str = "dq",
+        upsert_batch_size: int = 256,
+        lock_timeout_s: float = 600.0,
+    ) -> SyncedStore:
+        engine = make_engine(database_url)
+        try:
+            create_schema(engine)
+            client = open_qdrant(qdrant_url, qdrant_api_key, qdrant_path)
+        except BaseException:
+            engine.dispose()
+            raise
+        qdrant_label = redact_qdrant_url(qdrant_url) if qdrant_url else f"embedded:{qdrant_path}"
+        index = QdrantIndex(client, prefix=collection_prefix, batch_size=upsert_batch_size)
+        return cls(engine, index, redact_url(database_url), qdrant_label, lock_timeout_s)
+
+    def close(self) -> None:
+        try:
+            self.index.client.close()
+        finally:
+            self.engine.dispose()
+
+    def __enter__(self) -> SyncedStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def collection_for(self, embedder: Embedder) -> str:
+        return collection_name(self.index.prefix, embedder.model_id, embedder.dimension)
+
+    # --- the write protocol ---------------------------------------------------------------------
+
+    def sync(
+        self,
+        catalog_id: str,
+        wanted: Sequence[Entry],
+        embedder: Embedder,
+        *,
+        force: bool = False,
+        vectors: Mapping[str, np.ndarray] | None = None,
+        hooks: Hooks | None = None,
+    ) -> protocol.SyncResult:
+        return protocol.sync_catalog(self, catalog_id, wanted, embedder, force=force, vectors=vectors, hooks=hooks)
+
+    def remove_catalog(self, catalog_id: str, embedder: Embedder) -> protocol.SyncResult:
+        return self.sync(catalog_id, [], embedder)
+
+    def unchanged_hashes(self, catalog_id: str, model_id: str) -> set[str]:
+        """Content hashes already stored with this model: what the embedding step may skip."""
+        with self.engine.connect() as conn:
+            query = select(entries.c.content_hash).where(entries.c.catalog_id == catalog_id, entries.c.model == model_id)
+            return set(conn.scalars(query))
+
+    # --- proof and repair -----------------------------------------------------------------------
+
+    def known_catalogs(self, include_index: bool = True) -> list[str]:
+        """Every catalog either store knows of (the index is scanned so orphans of forgotten catalogs count)."""
+        with self.engine.connect() as conn:
+            ids = set(conn.scalars(select(entries.c.catalog_id).distinct()))
+            ids |= set(conn.scalars(select(journal.c.catalog_id).distinct()))
+        if include_index:
+            for collection in self.index.collections():
+                ids |= self.index.catalog_ids_in(collection)
+        return sorted(ids)
+
+    def verify(self, catalog_id: str) -> reconcile.CatalogVerification:
+        return reconcile.verify_catalog(self, catalog_id)
+
+    def repair(self, catalog_id: str) -> reconcile.RepairResult:
+        return reconcile.repair_catalog(self, catalog_id)
+
+    def status(self) -> dict[str, Any]:
+        with self.engine.connect() as conn:
+            counts = conn.execute(
+                select(entries.c.catalog_id, entries.c.status, func.count(), func.min(entries.c.model), func.max(entries.c.model))
+                .group_by(entries.c.catalog_id, entries.c.status)
+            ).all()
+            synced = {r.catalog_id: r for r in conn.execute(select(catalogs))}
+            pending = dict(conn.execute(select(journal.c.catalog_id, func.count()).group_by(journal.c.catalog_id)).all())
+        report: dict[str, dict[str, Any]] = {}
+        for catalog_id, status, count, model_lo, model_hi in counts:
+            item = report.setdefault(catalog_id, {"entries": 0, "rejected": 0, "models": set()})
+            item["entries"] += count
+            if status == REJECTED:
+                item["rejected"] += count
+            item["models"] |= {model_lo, model_hi}
+        for catalog_id in set(pending) | set(synced):
+            report.setdefault(catalog_id, {"entries": 0, "rejected": 0, "models": set()})
+        return {
+            "database": self.database_label,
+            "qdrant": self.qdrant_label,
+            "collections": self.index.collections(),
+            "catalogs": {
+                cid: {
+                    "entries": item["entries"],
+                    "rejected": item["rejected"],
+                    "models": sorted(item["models"]),
+                    "last_change": synced[cid].last_synced_at.isoformat() if cid in synced else None,
+                    "pending_journal": int(pending.get(cid, 0)),
+                }
+                for cid, item in sorted(report.items())
+            },
+        }
