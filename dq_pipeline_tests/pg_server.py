@@ -237,10 +237,15 @@ def _install_usable_by_others(install: Path) -> bool:
         dirs = [install / "bin", install / "lib", install / "share"]
         if _wheel_libs_dir(install).is_dir():
             dirs.append(_wheel_libs_dir(install))
-        files = [install / "bin" / "postgres", install / "bin" / "initdb", *install.glob("share/**/postgres.bki")]
+        files = [
+            install / "bin" / "postgres",
+            install / "bin" / "initdb",
+            *install.glob("share/**/postgres.bki"),
+        ]
         return all(_others_can_reach(d) for d in dirs) and all(
             f.stat().st_mode & (stat.S_IROTH | stat.S_IXOTH) == stat.S_IROTH | stat.S_IXOTH
-            if f.parent.name == "bin" else f.stat().st_mode & stat.S_IROTH
+            if f.parent.name == "bin"
+            else f.stat().st_mode & stat.S_IROTH
             for f in files
         )
     except OSError:
@@ -337,10 +342,26 @@ def _server_from_install(install: Path, deadline: _Deadline) -> Iterator[URL]:
 
         try:
             subprocess.run(
-                [str(bindir / "initdb"), "-D", str(data), "-U", SUPERUSER, "--auth=trust",
-                 "--encoding=UTF8", "--no-locale", "--no-sync"],
-                stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                env=env, cwd=tmp, umask=0o077, timeout=deadline.timeout(90), check=True, **run_as,
+                [
+                    str(bindir / "initdb"),
+                    "-D",
+                    str(data),
+                    "-U",
+                    SUPERUSER,
+                    "--auth=trust",
+                    "--encoding=UTF8",
+                    "--no-locale",
+                    "--no-sync",
+                ],
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                env=env,
+                cwd=tmp,
+                umask=0o077,
+                timeout=deadline.timeout(90),
+                check=True,
+                **run_as,
             )
         except subprocess.CalledProcessError as exc:
             out = (exc.stdout or b"").decode(errors="replace").strip()[-2000:]
@@ -353,22 +374,50 @@ def _server_from_install(install: Path, deadline: _Deadline) -> Iterator[URL]:
         for _attempt in range(3):  # retry only if someone grabbed the port in between
             port = _free_tcp_port()
             if port is None and not sock_dir:
-                raise RuntimeError("cannot bind 127.0.0.1 and the temp dir path is too long for a Unix socket")
+                raise RuntimeError(
+                    "cannot bind 127.0.0.1 and the temp dir path is too long for a Unix socket"
+                )
             listen = "127.0.0.1" if port is not None else ""
             port = port or 5432  # with TCP impossible, the port only names the socket file
             host = "127.0.0.1" if listen else sock_dir
             with log.open("ab") as log_file:
                 proc = subprocess.Popen(
-                    [str(bindir / "postgres"), "-D", str(data), "-p", str(port),
-                     "-c", f"listen_addresses={listen}", "-c", f"unix_socket_directories={sock_dir}",
-                     "-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off"],
-                    stdin=subprocess.DEVNULL, stdout=log_file, stderr=subprocess.STDOUT,
-                    env=env, cwd=tmp, umask=0o077, **run_as,
+                    [
+                        str(bindir / "postgres"),
+                        "-D",
+                        str(data),
+                        "-p",
+                        str(port),
+                        "-c",
+                        f"listen_addresses={listen}",
+                        "-c",
+                        f"unix_socket_directories={sock_dir}",
+                        "-c",
+                        "fsync=off",
+                        "-c",
+                        "synchronous_commit=off",
+                        "-c",
+                        "full_page_writes=off",
+                    ],
+                    stdin=subprocess.DEVNULL,
+                    stdout=log_file,
+                    stderr=subprocess.STDOUT,
+                    env=env,
+                    cwd=tmp,
+                    umask=0o077,
+                    **run_as,
                 )
-            admin = URL.create("postgresql+psycopg", username=SUPERUSER, host=listen or None,
-                               port=port if listen else None, database="postgres",
-                               query={} if listen else {"host": sock_dir})
-            if _wait_until_accepting(proc, _conninfo(admin, host=host, port=port, connect_timeout=2), deadline):
+            admin = URL.create(
+                "postgresql+psycopg",
+                username=SUPERUSER,
+                host=listen or None,
+                port=port if listen else None,
+                database="postgres",
+                query={} if listen else {"host": sock_dir},
+            )
+            if _wait_until_accepting(
+                proc, _conninfo(admin, host=host, port=port, connect_timeout=2), deadline
+            ):
                 break
             if deadline.remaining() <= 0:
                 raise RuntimeError(f"server did not accept connections in time; log:\n{_tail(log)}")
@@ -415,6 +464,7 @@ def _database_on_throwaway_server() -> Iterator[str]:
             return
     raise RuntimeError(
         "could not provide a PostgreSQL test database: DQ_TEST_DATABASE_URL is not set and no throwaway "
-        "server could be started. Tried:\n  - " + "\n  - ".join(tried)
+        "server could be started. Tried:\n  - "
+        + "\n  - ".join(tried)
         + f"\nSet {ENV_DATABASE_URL}=postgresql://USER@HOST:PORT/DB (an admin URL) to use an existing server."
     )

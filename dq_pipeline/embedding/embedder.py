@@ -84,3 +84,23 @@ def load_embedder(model: str | None = None, batch_size: int = 64, device: str | 
         if key not in _cache:
             _cache[key] = SentenceTransformerEmbedder(model, batch_size=batch_size, device=device)
         return _cache[key]
+
+
+class LazyEmbedder:
+    """Knows its model id and dimension up front and loads the model only if asked to embed.
+
+    The write step gets its vectors from the embedding step; it loads the model only for content
+    that changed in between (another run, an edited file), which is rare.
+    """
+
+    def __init__(self, model: str | None, model_id: str, dimension: int, batch_size: int = 64):
+        self.model_id, self.dimension = model_id, dimension
+        self._model, self._batch_size = model, batch_size
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        if not texts:
+            return np.zeros((0, self.dimension), dtype=np.float32)
+        embedder = load_embedder(self._model, self._batch_size)
+        if embedder.model_id != self.model_id:
+            raise RuntimeError(f"model changed during the run: {embedder.model_id} is not {self.model_id}")
+        return embedder.embed(texts)

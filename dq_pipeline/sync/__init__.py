@@ -1,10 +1,11 @@
 """The write protocol and the stores it keeps in sync (no Dagster here)."""
 
 from .hooks import Hooks, SimulatedCrash
+from .plan import stored_dimension, stored_hashes
 from .protocol import SyncFailed, SyncResult
 from .qdrant_index import EmbeddedQdrantBusy, IndexWriteError
 from .reconcile import CatalogVerification, RepairResult
-from .store import SyncedStore
+from .store import SyncedStore, open_record
 
 __all__ = [
     "CatalogVerification",
@@ -16,4 +17,7 @@ __all__ = [
     "SyncFailed",
     "SyncResult",
     "SyncedStore",
+    "open_record",
+    "stored_dimension",
+    "stored_hashes",
 ]

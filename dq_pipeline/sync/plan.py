@@ -58,3 +58,16 @@ def plan_changes(stored: dict[str, StoredRow], wanted: Sequence[Entry], model_id
     keys = {entry.key for entry in wanted}
     plan.deletes = [row for key, row in stored.items() if key not in keys]
     return plan
+
+
+def stored_hashes(engine: Engine, catalog_id: str, model_id: str) -> set[str]:
+    """Content hashes this catalog already holds embedded with this model: what needs no embedding."""
+    with engine.connect() as conn:
+        query = select(entries.c.content_hash).where(entries.c.catalog_id == catalog_id, entries.c.model == model_id)
+        return set(conn.scalars(query))
+
+
+def stored_dimension(engine: Engine, model_id: str) -> int | None:
+    """The vector size recorded for a model, so an unchanged catalog never loads the model to learn it."""
+    with engine.connect() as conn:
+        return conn.scalar(select(entries.c.dimension).where(entries.c.model == model_id).limit(1))

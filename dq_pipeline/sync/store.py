@@ -27,6 +27,17 @@ def redact_qdrant_url(url: str) -> str:
     return url.split("?", 1)[0]
 
 
+def open_record(database_url: str) -> Engine:
+    """Only the system of record (schema ensured): for steps that must not open embedded Qdrant."""
+    engine = make_engine(database_url)
+    try:
+        create_schema(engine)
+    except BaseException:
+        engine.dispose()
+        raise
+    return engine
+
+
 @dataclass
 class SyncedStore:
     engine: Engine
@@ -47,9 +58,8 @@ class SyncedStore:
         upsert_batch_size: int = 256,
         lock_timeout_s: float = 600.0,
     ) -> SyncedStore:
-        engine = make_engine(database_url)
+        engine = open_record(database_url)
         try:
-            create_schema(engine)
             client = open_qdrant(qdrant_url, qdrant_api_key, qdrant_path)
         except BaseException:
             engine.dispose()
@@ -89,12 +99,6 @@ class SyncedStore:
 
     def remove_catalog(self, catalog_id: str, embedder: Embedder) -> protocol.SyncResult:
         return self.sync(catalog_id, [], embedder)
-
-    def unchanged_hashes(self, catalog_id: str, model_id: str) -> set[str]:
-        """Content hashes already stored with this model: what the embedding step may skip."""
-        with self.engine.connect() as conn:
-            query = select(entries.c.content_hash).where(entries.c.catalog_id == catalog_id, entries.c.model == model_id)
-            return set(conn.scalars(query))
 
     # --- proof and repair -----------------------------------------------------------------------
 

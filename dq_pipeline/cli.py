@@ -1,0 +1,231 @@
+"""The `dq-pipeline` command. Its options, JSON shapes and exit codes are a stable contract (DESIGN.md).
+
+Exit codes: 0 success, 1 a check or sync failed, 2 usage or configuration error. Errors are one
+line on stderr; `--verbose` adds the traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+import traceback
+import warnings
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+import click
+
+from .catalog import validate_catalog_id
+from .settings import Settings
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+
+class ConfigurationError(click.ClickException):
+    exit_code = EXIT_USAGE
+
+
+def _quiet_libraries() -> None:
+    warnings.filterwarnings("ignore")
+    for name in ("dagster", "httpx", "sentence_transformers", "transformers", "qdrant_client"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+def _catalog_ids(values: Iterable[str]) -> list[str]:
+    try:
+        return [validate_catalog_id(v) for v in values]
+    except ValueError as exc:
+        raise ConfigurationError(str(exc)) from None
+
+
+def _open_store(settings: Settings):  # -> SyncedStore
+    from .sync import SyncedStore
+
+    try:
+        return SyncedStore.open(
+            settings.database_url,
+            qdrant_url=settings.qdrant_url,
+            qdrant_api_key=settings.qdrant_api_key,
+            qdrant_path=settings.qdrant_path,
+        )
+    except Exception as exc:
+        from sqlalchemy.exc import ArgumentError
+
+        if isinstance(exc, (ArgumentError, ValueError)):
+            raise ConfigurationError(f"invalid store configuration: {exc}") from None
+        raise
+
+
+def _emit(as_json: bool, payload: dict[str, Any], text: Callable[[], None]) -> None:
+    if as_json:
+        click.echo(json.dumps(payload, indent=2, sort_keys=True))
+    else:
+        text()
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--verbose", is_flag=True, help="Show tracebacks and library logs.")
+@click.pass_context
+def cli(ctx: click.Context, verbose: bool) -> None:
+    """Keep a PostgreSQL system of record and a Qdrant search index of data catalogs in sync."""
+    ctx.obj = {"verbose": verbose}
+    if not verbose:
+        _quiet_libraries()
+
+
+@cli.command()
+@click.option("--catalog-dir", type=click.Path(file_okay=False, path_type=Path), help="Folder of catalog files.")
+@click.option("--catalog", "catalogs", multiple=True, help="Catalog id to sync (repeatable); default: all.")
+@click.option("--force", is_flag=True, help="Re-embed and rewrite every entry (force reindex).")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+def sync(catalog_dir: Path | None, catalogs: tuple[str, ...], force: bool, as_json: bool) -> None:
+    """Sync catalogs into both stores by running the Dagster job, one run per catalog."""
+    from .runner import run_sync
+
+    if catalog_dir is not None:
+        if not catalog_dir.is_dir():
+            raise ConfigurationError(f"catalog folder {catalog_dir} does not exist")
+        os.environ["DQ_CATALOG_DIR"] = str(catalog_dir)
+    settings = Settings.from_env()
+    if not settings.catalog_dir.is_dir():
+        raise ConfigurationError(f"catalog folder {settings.catalog_dir} does not exist (set DQ_CATALOG_DIR or --catalog-dir)")
+    results = run_sync(settings, _catalog_ids(catalogs), force=force, progress=None if as_json else _print_sync_line)
+    ok = all(r["status"] == "ok" for r in results.values())
+    if as_json:
+        click.echo(json.dumps({"ok": ok, "catalogs": results}, indent=2, sort_keys=True))
+    elif not results:
+        click.echo(f"no catalogs found in {settings.catalog_dir}")
+    sys.exit(EXIT_OK if ok else EXIT_FAILED)
+
+
+def _print_sync_line(catalog_id: str, r: dict[str, Any]) -> None:
+    if r["status"] == "ok":
+        click.echo(
+            f"{catalog_id}: inserted {r['inserted']}, updated {r['updated']}, deleted {r['deleted']}, "
+            f"unchanged {r['unchanged']}, embedded {r['embedded']}"
+        )
+    else:
+        click.echo(f"{catalog_id}: FAILED: {r['error']}", err=True)
+
+
+@cli.command()
+@click.option("--catalog", "catalogs", multiple=True, help="Catalog id to verify (repeatable); default: all.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+def verify(catalogs: tuple[str, ...], as_json: bool) -> None:
+    """Compare the ID sets and payloads of both stores; exit 0 iff in sync."""
+    ids = _catalog_ids(catalogs)
+    with _open_store(Settings.from_env()) as store:
+        results = [store.verify(cid) for cid in (ids or store.known_catalogs())]
+    in_sync = all(v.in_sync for v in results)
+    payload = {"in_sync": in_sync, "catalogs": {v.catalog_id: v.counts() for v in results}}
+
+    def text() -> None:
+        for v in results:
+            state = "in sync" if v.in_sync else "OUT OF SYNC"
+            counts = ", ".join(f"{k} {n}" for k, n in v.counts().items())
+            click.echo(f"{v.catalog_id}: {state} ({counts})")
+            for kind, sample in v.samples.items():
+                click.echo(f"  {kind}: {', '.join(sample)}")
+        click.echo("in sync" if in_sync else "OUT OF SYNC: run `dq-pipeline repair`")
+
+    _emit(as_json, payload, text)
+    sys.exit(EXIT_OK if in_sync else EXIT_FAILED)
+
+
+@cli.command()
+@click.option("--catalog", "catalogs", multiple=True, help="Catalog id to repair (repeatable); default: all.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+def repair(catalogs: tuple[str, ...], as_json: bool) -> None:
+    """Finish the journal, restore missing points from PostgreSQL's vectors, delete orphans. Never embeds."""
+    ids = _catalog_ids(catalogs)
+    with _open_store(Settings.from_env()) as store:
+        results = [store.repair(cid) for cid in (ids or store.known_catalogs())]
+    in_sync = all(r.after.in_sync for r in results)
+    payload = {
+        "in_sync": in_sync,
+        "catalogs": {
+            r.catalog_id: {
+                "journal_rows_finished": r.journal_rows_finished,
+                "restored": r.restored,
+                "rewritten": r.rewritten,
+                "orphans_deleted": r.orphans_deleted,
+                "in_sync": r.after.in_sync,
+            }
+            for r in results
+        },
+    }
+
+    def text() -> None:
+        for r in results:
+            click.echo(
+                f"{r.catalog_id}: finished {r.journal_rows_finished} journal row(s), restored {r.restored}, "
+                f"rewrote {r.rewritten}, deleted {r.orphans_deleted} orphan(s): "
+                + ("in sync" if r.after.in_sync else "STILL OUT OF SYNC")
+            )
+
+    _emit(as_json, payload, text)
+    sys.exit(EXIT_OK if in_sync else EXIT_FAILED)
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+def status(as_json: bool) -> None:
+    """Catalogs, entry counts, last change, pending journal rows, model and stores (secrets masked)."""
+    from .embedding.embedder import resolve_model
+
+    settings = Settings.from_env()
+    with _open_store(settings) as store:
+        report = store.status()
+    report["catalog_dir"] = str(settings.catalog_dir)
+    report["model"] = resolve_model(settings.embedding_model)[1]
+
+    def text() -> None:
+        click.echo(f"database:    {report['database']}")
+        click.echo(f"qdrant:      {report['qdrant']}")
+        click.echo(f"model:       {report['model']}")
+        click.echo(f"catalog dir: {report['catalog_dir']}")
+        for cid, c in report["catalogs"].items():
+            click.echo(
+                f"  {cid}: {c['entries']} entries ({c['rejected']} rejected), last change {c['last_change'] or '-'}, "
+                f"pending journal {c['pending_journal']}"
+            )
+
+    _emit(as_json, report, text)
+
+
+def main() -> None:
+    verbose = "--verbose" in sys.argv[1:]
+    try:
+        cli.main(standalone_mode=False)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except click.exceptions.Abort:
+        click.echo("aborted", err=True)
+        sys.exit(EXIT_FAILED)
+    except click.ClickException as exc:
+        click.echo(f"error: {exc.format_message()}", err=True)
+        sys.exit(EXIT_USAGE if exc.exit_code == 2 else exc.exit_code)
+    except SystemExit:
+        raise
+    except BaseException as exc:  # one clear line; the traceback only when asked for
+        if verbose:
+            traceback.print_exc()
+        message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        click.echo(f"error: {_redact(message)}", err=True)
+        sys.exit(EXIT_FAILED)
+
+
+def _redact(message: str) -> str:
+    """Errors from drivers can echo a URL; never let a password or API key through."""
+    import re
+
+    message = re.sub(r"(://[^:/@\s]+:)[^@\s]+@", r"\1***@", message)
+    for name in ("DQ_QDRANT_API_KEY",):
+        secret = os.environ.get(name)
+        if secret:
+            message = message.replace(secret, "***")
+    return message

@@ -1,0 +1,1 @@
+"""The Dagster layer: wires resources to catalog/, embedding/ and sync/, and reports what they did."""

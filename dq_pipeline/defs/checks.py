@@ -1,0 +1,42 @@
+"""The global invariant: every catalog either store knows of has equal ID sets in both."""
+
+
+from dagster import (
+    AssetCheckExecutionContext,
+    AssetCheckResult,
+    AssetCheckSeverity,
+    MetadataValue,
+    asset_check,
+)
+
+from .assets import catalog_index
+from .partitions import QDRANT_POOL
+from .resources import SyncedStoreResource
+
+
+@asset_check(
+    asset=catalog_index,
+    pool=QDRANT_POOL,
+    blocking=False,
+    description="All catalogs: PostgreSQL and Qdrant hold the same point ids (orphans of forgotten catalogs "
+    "included) with matching payloads, and the journal is empty.",
+)
+def all_catalogs_in_sync(context: AssetCheckExecutionContext, store: SyncedStoreResource) -> AssetCheckResult:
+    with store.open() as synced:
+        results = [synced.verify(catalog_id) for catalog_id in synced.known_catalogs()]
+    failing = [v for v in results if not v.in_sync]
+    return AssetCheckResult(
+        passed=not failing,
+        severity=AssetCheckSeverity.ERROR,
+        metadata={
+            "catalogs": len(results),
+            "catalogs_out_of_sync": len(failing),
+            "pg_rows": sum(v.pg for v in results),
+            "qdrant_points": sum(v.qdrant for v in results),
+            "missing": sum(v.missing for v in results),
+            "orphans": sum(v.orphans for v in results),
+            "mismatched": sum(v.mismatched for v in results),
+            "pending_journal": sum(v.pending_journal for v in results),
+            "out_of_sync": MetadataValue.json({v.catalog_id: v.counts() for v in failing}),
+        },
+    )

@@ -1,0 +1,98 @@
+"""Resources: the catalog folder, the embedder and the synced store.
+
+Every field may be left unset: the `DQ_*` environment variables, then the embedded defaults under
+`./.dq_data`, fill it in (dq_pipeline.settings). URLs and keys come through `EnvVar`, so the
+Dagster UI shows the variable's name, never its value.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from dagster import ConfigurableResource
+from pydantic import Field
+from sqlalchemy import Engine
+
+from ..embedding import Embedder, load_embedder
+from ..embedding.embedder import resolve_model
+from ..settings import Settings
+from ..sync import SyncedStore, open_record
+from ..sync.database import redact_url
+
+
+class CatalogFolder(ConfigurableResource):
+    """The folder of catalog files (DQ_CATALOG_DIR; default ./catalogs)."""
+
+    catalog_dir: str | None = Field(default=None, description="Folder of catalog files.")
+
+    def path(self) -> Path:
+        return Settings.from_env(catalog_dir=self.catalog_dir).catalog_dir
+
+
+class EmbedderResource(ConfigurableResource):
+    """sentence-transformers model (DQ_EMBEDDING_MODEL; default: the bundled all-MiniLM-L6-v2, offline)."""
+
+    model: str | None = Field(default=None, description="Local path or hub name; empty = bundled all-MiniLM-L6-v2.")
+    batch_size: int = Field(default=64, description="Texts per encode batch.")
+
+    def model_name(self) -> str:
+        return Settings.from_env(embedding_model=self.model).embedding_model
+
+    def model_id(self) -> str:
+        """The model's id without loading it."""
+        return resolve_model(self.model_name())[1]
+
+    def load(self) -> Embedder:
+        return load_embedder(self.model_name(), self.batch_size)
+
+
+class SyncedStoreResource(ConfigurableResource):
+    """PostgreSQL/SQLite (DQ_DATABASE_URL) and Qdrant (DQ_QDRANT_URL + DQ_QDRANT_API_KEY, or DQ_QDRANT_PATH)."""
+
+    database_url: str | None = Field(default=None, description="SQLAlchemy URL of the system of record.")
+    qdrant_url: str | None = Field(default=None, description="Qdrant server URL; unset = embedded Qdrant.")
+    qdrant_api_key: str | None = Field(default=None, description="Qdrant API key.")
+    qdrant_path: str | None = Field(default=None, description="Folder of the embedded Qdrant store.")
+    data_dir: str | None = Field(default=None, description="Folder for the embedded defaults (./.dq_data).")
+    upsert_batch_size: int = Field(default=256, description="Points per acknowledged Qdrant upsert.")
+    lock_timeout_s: float = Field(default=600.0, description="How long a sync waits for another run of its catalog.")
+
+    def settings(self) -> Settings:
+        return Settings.from_env(
+            database_url=self.database_url,
+            qdrant_url=self.qdrant_url,
+            qdrant_api_key=self.qdrant_api_key,
+            qdrant_path=self.qdrant_path,
+            data_dir=self.data_dir,
+        )
+
+    @contextmanager
+    def open(self) -> Iterator[SyncedStore]:
+        """Both stores. Embedded Qdrant is single-process: only steps in the `dq_qdrant` pool call this."""
+        s = self.settings()
+        store = SyncedStore.open(
+            s.database_url,
+            qdrant_url=s.qdrant_url,
+            qdrant_api_key=s.qdrant_api_key,
+            qdrant_path=s.qdrant_path,
+            upsert_batch_size=self.upsert_batch_size,
+            lock_timeout_s=self.lock_timeout_s,
+        )
+        try:
+            yield store
+        finally:
+            store.close()
+
+    @contextmanager
+    def record(self) -> Iterator[Engine]:
+        """Only the system of record, for steps that must not take the embedded Qdrant."""
+        engine = open_record(self.settings().database_url)
+        try:
+            yield engine
+        finally:
+            engine.dispose()
+
+    def label(self) -> str:
+        return redact_url(self.settings().database_url)
