@@ -1,0 +1,90 @@
+"""Shared fixtures: real stores on SQLite and PostgreSQL, embedded Qdrant, fake and real embedders.
+
+PostgreSQL comes from DQ_TEST_DATABASE_URL when set, else from a throwaway server started from a
+pip wheel (pg_server.py). With DQ_REQUIRE_POSTGRES=1 (as in .ci/run) a missing server fails the
+run instead of skipping the PostgreSQL tests.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import create_engine, text
+
+from dq_pipeline.embedding import HashingEmbedder
+from dq_pipeline.sync import SyncedStore
+
+from .pg_server import provide_postgres_url
+
+REPO = Path(__file__).resolve().parent.parent
+SAMPLE_CATALOGS = REPO / "catalogs"
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    try:
+        manager = provide_postgres_url()
+        url = manager.__enter__()
+    except Exception as exc:
+        if os.environ.get("DQ_REQUIRE_POSTGRES") == "1":
+            pytest.fail(f"PostgreSQL is required (DQ_REQUIRE_POSTGRES=1) but unavailable: {exc}", pytrace=False)
+        pytest.skip(f"no PostgreSQL server available: {exc}")
+    try:
+        yield url
+    finally:
+        manager.__exit__(None, None, None)
+
+
+def reset_postgres(url: str) -> None:
+    """Each test starts from an empty system of record."""
+    engine = create_engine(url)
+    with engine.begin() as conn:
+        conn.execute(text("DROP TABLE IF EXISTS dq_entries, dq_journal, dq_catalogs CASCADE"))
+    engine.dispose()
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """Every protocol test runs on both systems of record."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'dq.sqlite3'}"
+    url = request.getfixturevalue("postgres_url")
+    reset_postgres(url)
+    return url
+
+
+@pytest.fixture
+def qdrant_path(tmp_path: Path) -> str:
+    return str(tmp_path / "qdrant")
+
+
+@pytest.fixture
+def store(database_url: str, qdrant_path: str) -> Iterator[SyncedStore]:
+    with SyncedStore.open(database_url, qdrant_path=qdrant_path, upsert_batch_size=2, lock_timeout_s=30) as opened:
+        yield opened
+
+
+@pytest.fixture
+def embedder() -> HashingEmbedder:
+    """Deterministic vectors for protocol tests, where meaning does not matter."""
+    return HashingEmbedder()
+
+
+@pytest.fixture(scope="session")
+def real_embedder():
+    from dq_pipeline.embedding import load_embedder
+
+    return load_embedder()
+
+
+@pytest.fixture
+def catalog_dir(tmp_path: Path) -> Path:
+    """A private copy of the sample catalogs that a test may edit."""
+    target = tmp_path / "catalogs"
+    shutil.copytree(SAMPLE_CATALOGS, target)
+    return target
