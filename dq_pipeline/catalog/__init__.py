@@ -6,24 +6,14 @@ from pathlib import Path
 
 from .discovery import CatalogFile, discover, validate_catalog_id
 from .entry import CatalogError, Entry, Problem
-from .formats import records
-from .generic import entries_from_records
-from .source import read_text
-
-_READERS = {
-    "csv": records.read_csv,
-    "json": records.read_json,
-    "jsonl": records.read_jsonl,
-    "yaml": records.read_yaml,
-}
+from .formats import choose
 
 
 def parse_catalog(file: CatalogFile) -> list[Entry]:
     """Parse and validate one catalog file; raises CatalogError naming file, record and reason."""
     if file.error is not None:
         raise file.error
-    text = read_text(file.path, file.display)
-    return entries_from_records(_READERS[file.format](text, file.display), file.display)
+    return choose(file.root, file.path, file.display).parse(file.path, file.display)
 
 
 def load_catalog(catalog_dir: Path, catalog_id: str) -> list[Entry]:

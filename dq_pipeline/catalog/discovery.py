@@ -7,8 +7,8 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from .entry import CatalogError
+from .formats import suffixes
 
-SUFFIXES = {".csv": "csv", ".json": "json", ".jsonl": "jsonl", ".ndjson": "jsonl", ".yaml": "yaml", ".yml": "yaml"}
 _ID_PART = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\- ]*$")
 
 
@@ -18,7 +18,7 @@ class CatalogFile:
 
     catalog_id: str
     path: Path
-    format: str
+    root: Path
     display: str
     error: CatalogError | None = None
 
@@ -36,10 +36,11 @@ def validate_catalog_id(catalog_id: str) -> str:
 
 
 def _candidates(root: Path) -> list[Path]:
+    known = suffixes()
     return [
         path
         for path in sorted(root.rglob("*"))
-        if path.suffix.lower() in SUFFIXES
+        if path.suffix.lower() in known
         and not any(part.startswith(".") for part in path.relative_to(root).parts)
         and (path.is_file() or path.is_symlink())
     ]
@@ -49,7 +50,7 @@ def _describe(root: Path, path: Path) -> CatalogFile:
     relative = PurePosixPath(path.relative_to(root).as_posix())
     display = str(relative)
     catalog_id = catalog_id_for(relative)
-    file = CatalogFile(catalog_id, path, SUFFIXES[path.suffix.lower()], display)
+    file = CatalogFile(catalog_id, path, root, display)
     if not path.resolve().is_relative_to(root) or not path.resolve().is_file():
         return _refused(file, "file", "symlink points outside the catalog folder or to no file")
     try:
@@ -60,7 +61,7 @@ def _describe(root: Path, path: Path) -> CatalogFile:
 
 
 def _refused(file: CatalogFile, where: str, reason: str) -> CatalogFile:
-    return CatalogFile(file.catalog_id, file.path, file.format, file.display, CatalogError.single(file.display, where, reason))
+    return CatalogFile(file.catalog_id, file.path, file.root, file.display, CatalogError.single(file.display, where, reason))
 
 
 def discover(catalog_dir: Path) -> dict[str, CatalogFile]:

@@ -13,11 +13,15 @@ import csv
 import io
 import json
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import yaml
 
-from ..entry import CatalogError, Problem
+from ..entry import CatalogError, Entry, Problem
+from ..generic import entries_from_records
+from ..source import read_text
+from . import Format
 
 Record = tuple[str, dict[str, Any]]
 
@@ -59,7 +63,8 @@ def _no_duplicate_pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return seen
 
 
-def _json_loads(text: str, display: str, line_offset: int = 0) -> Any:
+def load_json(text: str, display: str, line_offset: int = 0) -> Any:
+    """A JSON document, refusing duplicate keys in one object and naming the line of a syntax error."""
     try:
         return json.loads(text, object_pairs_hook=_no_duplicate_pairs)
     except json.JSONDecodeError as exc:
@@ -100,14 +105,14 @@ def _records_of_document(doc: Any, display: str, lines: dict[int, int] | None = 
 def read_json(text: str, display: str) -> Iterator[Record]:
     if not text.strip():
         return
-    yield from _records_of_document(_json_loads(text, display), display)
+    yield from _records_of_document(load_json(text, display), display)
 
 
 def read_jsonl(text: str, display: str) -> Iterator[Record]:
     for number, line in enumerate(text.split("\n"), start=1):
         if not line.strip():
             continue
-        obj = _json_loads(line, display, line_offset=number - 1)
+        obj = load_json(line, display, line_offset=number - 1)
         if not isinstance(obj, dict):
             raise CatalogError.single(display, f"line {number}", "each JSON Lines record must be an object")
         yield f"line {number}", obj
@@ -141,10 +146,11 @@ class _StrictLoader(yaml.SafeLoader):
 _StrictLoader.add_constructor("tag:yaml.org,2002:map", _StrictLoader.construct_located_map)
 
 
-def read_yaml(text: str, display: str) -> Iterator[Record]:
+def load_yaml(text: str, display: str) -> tuple[Any, dict[int, int]]:
+    """A YAML document (safe tags only, no duplicate keys) and the line where each mapping starts (by id)."""
     loader = _StrictLoader(text)
     try:
-        doc = loader.get_single_data()
+        return loader.get_single_data(), loader.mapping_lines
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         where = f"line {mark.line + 1}" if mark else "document"
@@ -153,4 +159,23 @@ def read_yaml(text: str, display: str) -> Iterator[Record]:
         raise CatalogError.single(display, "document", f"invalid YAML: {exc}") from None
     finally:
         loader.dispose()
-    yield from _records_of_document(doc, display, loader.mapping_lines)
+
+
+def read_yaml(text: str, display: str) -> Iterator[Record]:
+    doc, lines = load_yaml(text, display)
+    yield from _records_of_document(doc, display, lines)
+
+
+def _format(name: str, suffixes: tuple[str, ...], reader: Any) -> Format:
+    def parse(path: Path, display: str) -> list[Entry]:
+        return entries_from_records(reader(read_text(path, display), display), display)
+
+    return Format(name, suffixes, detect=lambda head: True, parse=parse)
+
+
+FORMATS = [
+    _format("csv", (".csv",), read_csv),
+    _format("json", (".json",), read_json),
+    _format("jsonl", (".jsonl", ".ndjson"), read_jsonl),
+    _format("yaml", (".yaml", ".yml"), read_yaml),
+]

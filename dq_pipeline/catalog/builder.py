@@ -1,0 +1,91 @@
+"""Collects a catalog's entries while checking what every format must check (I6).
+
+Keys must be non-empty, free of control characters, bounded and unique within the catalog; kinds
+are short lower-case words. Problems are collected and raised together, naming each location.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from .entry import CatalogError, Entry, Problem, canonical_json
+
+KEY_MAX_LENGTH = 512
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_KIND = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
+TEXT_FIELDS = ("applies_to", "expression", "severity")
+
+
+def as_text(value: Any) -> str:
+    """A rule, test or expression as readable text (a one-key mapping reads as `name: argument`)."""
+    if isinstance(value, str):
+        return value.strip()
+    if isinstance(value, dict) and len(value) == 1:
+        ((name, arg),) = value.items()
+        return f"{name}: {arg if isinstance(arg, str) else canonical_json(arg)}"
+    return canonical_json(value)
+
+
+def describe(kind: str, title: str, fields: dict[str, Any]) -> str:
+    """The text that is embedded: kind and name first, then what a searcher would look for.
+
+    An entry with no description is still embedded from its kind, name, type, tags and rules.
+    """
+    head = f"{kind} {title}"
+    if fields.get("type"):
+        head += f" ({fields['type']})"
+    parts = [head + (f": {fields['description']}" if fields.get("description") else "")]
+    if fields.get("tags"):
+        parts.append("Tags: " + ", ".join(str(t) for t in fields["tags"]))
+    if fields.get("rules"):
+        parts.append("Rules: " + "; ".join(as_text(r) for r in fields["rules"]))
+    for name in TEXT_FIELDS:
+        if fields.get(name) not in (None, ""):
+            parts.append(f"{name.replace('_', ' ').capitalize()}: {as_text(fields[name])}")
+    return ". ".join(p.rstrip(". ") for p in parts) + "."
+
+
+class EntryCollector:
+    def __init__(self, display: str):
+        self.display = display
+        self.entries: list[Entry] = []
+        self.problems: list[Problem] = []
+        self._first_seen: dict[str, str] = {}
+
+    def problem(self, location: str, reason: str) -> None:
+        self.problems.append(Problem(location, reason))
+
+    def add(
+        self,
+        location: str,
+        key: str | None,
+        kind: str,
+        payload: dict[str, Any],
+        *,
+        title: str | None = None,
+        text: str | None = None,
+    ) -> Entry | None:
+        """Add one entry; the text defaults to `describe(kind, title or key, payload)`. Empty values are dropped."""
+        if not key:
+            self.problem(location, "no entry key")
+            return None
+        if len(key) > KEY_MAX_LENGTH or _CONTROL.search(key):
+            self.problem(location, f"invalid entry key {key[:80]!r}: control characters or longer than {KEY_MAX_LENGTH}")
+            return None
+        if not _KIND.match(kind):
+            self.problem(location, f"invalid kind {kind!r}: use a short lower-case word")
+            return None
+        if key in self._first_seen:
+            self.problem(location, f"duplicate entry key {key!r} (first at {self._first_seen[key]})")
+            return None
+        self._first_seen[key] = location
+        payload = {k: v for k, v in payload.items() if v not in (None, "", [], {})}
+        entry = Entry(key=key, kind=kind, text=text or describe(kind, title or key, payload), payload=payload, location=location)
+        self.entries.append(entry)
+        return entry
+
+    def finish(self) -> list[Entry]:
+        if self.problems:
+            raise CatalogError(self.display, self.problems)
+        return self.entries
