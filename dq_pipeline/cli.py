@@ -33,6 +33,14 @@ def _quiet_libraries() -> None:
     for name in ("dagster", "httpx", "sentence_transformers", "transformers", "qdrant_client"):
         logging.getLogger(name).setLevel(logging.ERROR)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+
+
+def _quiet_model_loading() -> None:
+    from transformers.utils import logging as transformers_logging
+
+    transformers_logging.disable_progress_bar()
+    transformers_logging.set_verbosity_error()
 
 
 def _catalog_ids(values: Iterable[str]) -> list[str]:
@@ -86,11 +94,9 @@ def sync(catalog_dir: Path | None, catalogs: tuple[str, ...], force: bool, as_js
     """Sync catalogs into both stores by running the Dagster job, one run per catalog."""
     from .runner import run_sync
 
-    if catalog_dir is not None:
-        if not catalog_dir.is_dir():
-            raise ConfigurationError(f"catalog folder {catalog_dir} does not exist")
-        os.environ["DQ_CATALOG_DIR"] = str(catalog_dir)
-    settings = Settings.from_env()
+    if not click.get_current_context().find_root().obj["verbose"]:
+        _quiet_model_loading()
+    settings = Settings.from_env(catalog_dir=str(catalog_dir) if catalog_dir else None)
     if not settings.catalog_dir.is_dir():
         raise ConfigurationError(f"catalog folder {settings.catalog_dir} does not exist (set DQ_CATALOG_DIR or --catalog-dir)")
     results = run_sync(settings, _catalog_ids(catalogs), force=force, progress=None if as_json else _print_sync_line)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from typing import Any
 
 from dagster import Definitions, EnvVar
 
@@ -10,6 +11,7 @@ from .defs.assets import catalog_embeddings, catalog_entries, catalog_index
 from .defs.checks import all_catalogs_in_sync
 from .defs.jobs import sync_catalog_job
 from .defs.resources import CatalogFolder, EmbedderResource, SyncedStoreResource
+from .settings import Settings
 
 
 def _env(name: str) -> EnvVar | None:
@@ -17,22 +19,40 @@ def _env(name: str) -> EnvVar | None:
     return EnvVar(name) if os.environ.get(name) else None
 
 
-def build_definitions() -> Definitions:
+def resources_from_env() -> dict[str, Any]:
+    return {
+        "catalog_folder": CatalogFolder(catalog_dir=_env("DQ_CATALOG_DIR")),
+        "embedder": EmbedderResource(model=_env("DQ_EMBEDDING_MODEL")),
+        "store": SyncedStoreResource(
+            database_url=_env("DQ_DATABASE_URL"),
+            qdrant_url=_env("DQ_QDRANT_URL"),
+            qdrant_api_key=_env("DQ_QDRANT_API_KEY"),
+            qdrant_path=_env("DQ_QDRANT_PATH"),
+            data_dir=_env("DQ_DATA_DIR"),
+        ),
+    }
+
+
+def resources_for(settings: Settings) -> dict[str, Any]:
+    """Resources bound to resolved settings (the CLI and tests: no dependence on later env changes)."""
+    return {
+        "catalog_folder": CatalogFolder(catalog_dir=str(settings.catalog_dir)),
+        "embedder": EmbedderResource(model=settings.embedding_model or None),
+        "store": SyncedStoreResource(
+            database_url=settings.database_url,
+            qdrant_url=settings.qdrant_url,
+            qdrant_api_key=settings.qdrant_api_key,
+            qdrant_path=settings.qdrant_path,
+        ),
+    }
+
+
+def build_definitions(resources: dict[str, Any] | None = None) -> Definitions:
     return Definitions(
         assets=[catalog_entries, catalog_embeddings, catalog_index],
         asset_checks=[all_catalogs_in_sync],
         jobs=[sync_catalog_job],
-        resources={
-            "catalog_folder": CatalogFolder(catalog_dir=_env("DQ_CATALOG_DIR")),
-            "embedder": EmbedderResource(model=_env("DQ_EMBEDDING_MODEL")),
-            "store": SyncedStoreResource(
-                database_url=_env("DQ_DATABASE_URL"),
-                qdrant_url=_env("DQ_QDRANT_URL"),
-                qdrant_api_key=_env("DQ_QDRANT_API_KEY"),
-                qdrant_path=_env("DQ_QDRANT_PATH"),
-                data_dir=_env("DQ_DATA_DIR"),
-            ),
-        },
+        resources=resources if resources is not None else resources_from_env(),
     )
 
 
