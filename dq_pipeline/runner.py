@@ -99,6 +99,6 @@ def _first_error(run: ExecuteInProcessResult) -> str:
                 return error.description
             if event.step_failure_data.error is not None:
                 return event.step_failure_data.error.message.strip().splitlines()[0]
-        if event.event_type_value == "ASSET_CHECK_EVALUATION" and not event.event_specific_data.evaluation.passed:
-            return f"check failed: {event.event_specific_data.evaluation.description or 'stores disagree'}"
+        if event.event_type_value == "ASSET_CHECK_EVALUATION" and not event.event_specific_data.passed:
+            return f"check failed: {event.event_specific_data.description or 'stores disagree'}"
     return "run failed"
