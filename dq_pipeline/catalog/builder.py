@@ -7,6 +7,7 @@ are short lower-case words. Problems are collected and raised together, naming e
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from typing import Any
 
 from .entry import CatalogError, Entry, Problem, canonical_json
@@ -44,6 +45,13 @@ def describe(kind: str, title: str, fields: dict[str, Any]) -> str:
         if fields.get(name) not in (None, ""):
             parts.append(f"{name.replace('_', ' ').capitalize()}: {as_text(fields[name])}")
     return ". ".join(p.rstrip(". ") for p in parts) + "."
+
+
+@dataclass(frozen=True)
+class Refused:
+    """A record that cannot be an entry; reported with the other problems of its file."""
+
+    reason: str
 
 
 class EntryCollector:

@@ -51,7 +51,11 @@ def _describe(root: Path, path: Path) -> CatalogFile:
     display = str(relative)
     catalog_id = catalog_id_for(relative)
     file = CatalogFile(catalog_id, path, root, display)
-    if not path.resolve().is_relative_to(root) or not path.resolve().is_file():
+    try:
+        target = path.resolve(strict=True)
+    except (OSError, RuntimeError):  # a dangling link or a symlink loop
+        return _refused(file, "file", "broken symlink (missing target or a loop)")
+    if not target.is_relative_to(root) or not target.is_file():
         return _refused(file, "file", "symlink points outside the catalog folder or to no file")
     try:
         validate_catalog_id(catalog_id)

@@ -9,8 +9,6 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
 
-ENTRY_KINDS = ("dataset", "table", "column", "rule", "metric", "field", "test", "source", "model")
-
 
 def canonical_json(value: Any) -> str:
     """One spelling per value, so equal content always hashes equally."""

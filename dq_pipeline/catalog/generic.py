@@ -14,7 +14,7 @@ from typing import Any
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from .builder import EntryCollector, as_text
+from .builder import EntryCollector, Refused, as_text
 from .entry import Entry
 
 
@@ -54,7 +54,7 @@ class GenericRecord(BaseModel):
     @field_validator("tags", mode="before")
     @classmethod
     def _tags(cls, value: Any) -> Any:
-        return [str(t).strip() for t in _split_list(value)] if not isinstance(value, dict) else value
+        return [str(t).strip() for t in _split_list(value) if t is not None] if not isinstance(value, dict) else value
 
     @field_validator("rules", mode="before")
     @classmethod
@@ -83,10 +83,13 @@ def _validation_reason(exc: ValidationError) -> str:
     )
 
 
-def entries_from_records(records: Iterable[tuple[str, dict[str, Any]]], display: str) -> list[Entry]:
+def entries_from_records(records: Iterable[tuple[str, Any]], display: str) -> list[Entry]:
     """Validate every record and build entries; all problems are collected, then raised together."""
     collector = EntryCollector(display)
     for location, raw in records:
+        if isinstance(raw, Refused):
+            collector.problem(location, raw.reason)
+            continue
         try:
             record = GenericRecord.model_validate(raw)
         except ValidationError as exc:

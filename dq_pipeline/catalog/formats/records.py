@@ -18,16 +18,18 @@ from typing import Any
 
 import yaml
 
-from ..entry import CatalogError, Entry, Problem
+from ..builder import Refused
+from ..entry import CatalogError, Entry
 from ..generic import entries_from_records
 from ..source import read_text
 from . import Format
 
-Record = tuple[str, dict[str, Any]]
+Record = tuple[str, "dict[str, Any] | Refused"]
 
 
 def read_csv(text: str, display: str) -> Iterator[Record]:
     reader = csv.reader(io.StringIO(text, newline=""), strict=True)
+    start = 1
     try:
         header = next(reader, None)
         if header is None:
@@ -46,25 +48,63 @@ def read_csv(text: str, display: str) -> Iterator[Record]:
             if not row or all(not cell.strip() for cell in row):
                 continue
             if len(row) != len(header):
-                raise CatalogError.single(
-                    display, location, f"expected {len(header)} fields as in the header, found {len(row)}"
-                )
+                yield location, Refused(f"expected {len(header)} fields as in the header, found {len(row)}")
+                continue
             yield location, dict(zip(header, row, strict=True))
     except csv.Error as exc:
-        raise CatalogError.single(display, f"line {reader.line_num}", f"malformed CSV: {exc}") from None
+        # `start` is where the broken record began (an unclosed quote runs to the end of the file).
+        raise CatalogError.single(display, f"line {start}", f"malformed CSV: {exc}") from None
+
+
+class _DuplicateKey(ValueError):
+    pass
 
 
 def _no_duplicate_pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     seen: dict[str, Any] = {}
     for key, value in pairs:
         if key in seen:
-            raise ValueError(f"duplicate key {key!r} in one object")
+            raise _DuplicateKey(f"duplicate key {key!r} in one object")
         seen[key] = value
     return seen
 
 
-def load_json(text: str, display: str, line_offset: int = 0) -> Any:
-    """A JSON document, refusing duplicate keys in one object and naming the line of a syntax error."""
+class _Marked(dict):  # type: ignore[type-arg]
+    duplicate: str | None = None
+
+
+def _marking_pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    marked = _Marked()
+    for key, value in pairs:
+        if key in marked and marked.duplicate is None:
+            marked.duplicate = key
+        marked[key] = value
+    return marked
+
+
+def _path_to_duplicate(value: Any, path: str = "") -> tuple[str, str] | None:
+    """JSON path and key of the first object holding a duplicate key (depth first, in document order)."""
+    if isinstance(value, _Marked):
+        if value.duplicate is not None:
+            return path or "document", value.duplicate
+        children = ((f"{path}.{k}" if path else str(k), v) for k, v in value.items())
+    elif isinstance(value, list):
+        children = ((f"{path}[{i}]", v) for i, v in enumerate(value))
+    else:
+        return None
+    for child_path, child in children:
+        found = _path_to_duplicate(child, child_path)
+        if found:
+            return found
+    return None
+
+
+def load_json(text: str, display: str, line: int | None = None) -> Any:
+    """A JSON document, refusing duplicate keys in one object; errors name the line or the JSON path.
+
+    `line`: the document is that one line of a larger file (JSON Lines).
+    """
+    line_offset = 0 if line is None else line - 1
     try:
         return json.loads(text, object_pairs_hook=_no_duplicate_pairs)
     except json.JSONDecodeError as exc:
@@ -72,8 +112,12 @@ def load_json(text: str, display: str, line_offset: int = 0) -> Any:
         if exc.pos >= len(text.rstrip()):
             reason = f"truncated JSON: {exc.msg}"
         raise CatalogError.single(display, f"line {exc.lineno + line_offset}", reason) from None
-    except ValueError as exc:  # duplicate keys; the stdlib parser gives no position here
-        raise CatalogError.single(display, f"line {line_offset + 1}" if line_offset else "document", str(exc)) from None
+    except _DuplicateKey:
+        # The parser gives no position for this; a second pass finds the record that holds it.
+        path, key = _path_to_duplicate(json.loads(text, object_pairs_hook=_marking_pairs)) or ("document", "?")
+        if line is not None:
+            path = f"line {line}" + ("" if path == "document" else f" ({path})")
+        raise CatalogError.single(display, path, f"duplicate key {key!r} in one object") from None
 
 
 def _records_of_document(doc: Any, display: str, lines: dict[int, int] | None = None) -> Iterator[Record]:
@@ -89,17 +133,14 @@ def _records_of_document(doc: Any, display: str, lines: dict[int, int] | None = 
         )
     if not isinstance(items, list):
         raise CatalogError.single(display, prefix or "document", "`entries` must be a list")
-    problems = []
     for i, item in enumerate(items):
         where = f"{prefix}[{i}]"
         if lines is not None and id(item) in lines:
             where = f"line {lines[id(item)]} ({where})"
         if not isinstance(item, dict):
-            problems.append(Problem(where, f"an entry must be an object, found {type(item).__name__}"))
+            yield where, Refused(f"an entry must be an object, found {type(item).__name__}")
             continue
         yield where, item
-    if problems:
-        raise CatalogError(display, problems)
 
 
 def read_json(text: str, display: str) -> Iterator[Record]:
@@ -112,9 +153,10 @@ def read_jsonl(text: str, display: str) -> Iterator[Record]:
     for number, line in enumerate(text.split("\n"), start=1):
         if not line.strip():
             continue
-        obj = load_json(line, display, line_offset=number - 1)
+        obj = load_json(line, display, line=number)
         if not isinstance(obj, dict):
-            raise CatalogError.single(display, f"line {number}", "each JSON Lines record must be an object")
+            yield f"line {number}", Refused("each JSON Lines record must be an object")
+            continue
         yield f"line {number}", obj
 
 
@@ -129,6 +171,12 @@ class _StrictLoader(yaml.SafeLoader):
         seen: set[Any] = set()
         for key_node, _ in node.value:
             key = self.construct_object(key_node, deep=True)
+            try:
+                hash(key)
+            except TypeError:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"a mapping key must be a scalar, found {type(key).__name__}", key_node.start_mark
+                ) from None
             if key in seen:
                 raise yaml.constructor.ConstructorError(
                     None, None, f"duplicate key {key!r} in one mapping", key_node.start_mark
