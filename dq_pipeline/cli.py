@@ -203,6 +203,87 @@ def status(as_json: bool) -> None:
     _emit(as_json, report, text)
 
 
+@cli.command()
+@click.argument("query")
+@click.option("--catalog", "catalog_id", help="Search one catalog only.")
+@click.option("--limit", default=10, show_default=True, type=click.IntRange(1, 1000), help="How many hits.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+def search(query: str, catalog_id: str | None, limit: int, as_json: bool) -> None:
+    """Semantic search over the index; every hit is checked against PostgreSQL (rejected entries never show)."""
+    from .embedding import load_embedder
+
+    if catalog_id is not None:
+        _catalog_ids([catalog_id])
+    settings = Settings.from_env()
+    if not click.get_current_context().find_root().obj["verbose"]:
+        _quiet_model_loading()
+    embedder = load_embedder(settings.embedding_model)
+    with _open_store(settings) as store:
+        hits = store.search(embedder, query, catalog_id=catalog_id, limit=limit)
+
+    def text() -> None:
+        if not hits:
+            click.echo("no matches (has `dq-pipeline sync` run?)")
+            return
+        width = max(len(f"{h.catalog_id}:{h.entry_key}") for h in hits)
+        for h in hits:
+            name = f"{h.catalog_id}:{h.entry_key}"
+            summary = h.text if len(h.text) <= 110 else h.text[:107] + "..."
+            click.echo(f"{h.score:6.3f}  {name:<{width}}  {h.kind:<8} {summary}")
+
+    _emit(as_json, {"query": query, "hits": [h.as_dict() for h in hits]}, text)
+
+
+@cli.command()
+@click.option("--catalog", "catalog_id", required=True, help="The catalog holding the entries.")
+@click.argument("entry_keys", nargs=-1, required=True)
+@click.option("--by", "reviewer", help="Who rejects (recorded with the entry).")
+@click.option("--reason", help="Why (recorded with the entry).")
+def reject(catalog_id: str, entry_keys: tuple[str, ...], reviewer: str | None, reason: str | None) -> None:
+    """Mark entries rejected: out of search at once, out of both stores at the next cleanup-rejected.
+
+    A rejected entry is not brought back by syncing an unchanged file; it returns when its content changes.
+    """
+    from .sync import UnknownEntries
+
+    _catalog_ids([catalog_id])
+    with _open_store(Settings.from_env()) as store:
+        try:
+            count = store.reject(catalog_id, list(entry_keys), by=reviewer or os.environ.get("USER"), reason=reason)
+        except UnknownEntries as exc:
+            click.echo(f"error: {exc}", err=True)
+            sys.exit(EXIT_FAILED)
+    click.echo(f"{catalog_id}: rejected {count} entr{'y' if count == 1 else 'ies'} ({len(entry_keys) - count} already rejected)")
+
+
+@cli.command("cleanup-rejected")
+@click.option("--catalog", "catalogs", multiple=True, help="Catalog id (repeatable); default: every catalog with rejections.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+def cleanup_rejected(catalogs: tuple[str, ...], as_json: bool) -> None:
+    """Remove rejected entries from PostgreSQL and Qdrant through the write protocol."""
+    from .sync import SyncFailed
+
+    ids = _catalog_ids(catalogs)
+    results: dict[str, dict[str, Any]] = {}
+    with _open_store(Settings.from_env()) as store:
+        for cid in ids or store.catalogs_with_rejections():
+            try:
+                r = store.cleanup_rejected(cid)
+                results[cid] = {"status": "ok", "deleted": r.deleted, "remaining": r.unchanged, "error": r.retire_error}
+            except SyncFailed as exc:
+                results[cid] = {"status": "failed", "deleted": 0, "remaining": None, "error": str(exc)}
+    ok = all(r["status"] == "ok" for r in results.values())
+
+    def text() -> None:
+        if not results:
+            click.echo("no rejected entries")
+        for cid, r in results.items():
+            click.echo(f"{cid}: deleted {r['deleted']} rejected entr{'y' if r['deleted'] == 1 else 'ies'}" if r["status"] == "ok" else f"{cid}: FAILED: {r['error']}")
+
+    _emit(as_json, {"ok": ok, "catalogs": results}, text)
+    sys.exit(EXIT_OK if ok else EXIT_FAILED)
+
+
 def main() -> None:
     verbose = "--verbose" in sys.argv[1:]
     try:

@@ -13,10 +13,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy import create_engine, text
+from sqlalchemy import create_engine
 
 from dq_pipeline.embedding import HashingEmbedder
 from dq_pipeline.sync import SyncedStore
+from dq_pipeline.sync.schema import metadata
 
 from .pg_server import provide_postgres_url
 
@@ -43,8 +44,7 @@ def postgres_url() -> Iterator[str]:
 def reset_postgres(url: str) -> None:
     """Each test starts from an empty system of record."""
     engine = create_engine(url)
-    with engine.begin() as conn:
-        conn.execute(text("DROP TABLE IF EXISTS dq_entries, dq_journal, dq_catalogs CASCADE"))
+    metadata.drop_all(engine)
     engine.dispose()
 
 
@@ -88,3 +88,18 @@ def catalog_dir(tmp_path: Path) -> Path:
     target = tmp_path / "catalogs"
     shutil.copytree(SAMPLE_CATALOGS, target)
     return target
+
+
+@pytest.fixture
+def env(database_url: str, tmp_path: Path, catalog_dir: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    """The DQ_* environment of a CLI run on this test's stores and catalog copy."""
+    values = {
+        "DQ_DATABASE_URL": database_url,
+        "DQ_DATA_DIR": str(tmp_path / "data"),
+        "DQ_CATALOG_DIR": str(catalog_dir),
+    }
+    for name in ("DQ_QDRANT_URL", "DQ_QDRANT_PATH", "DQ_QDRANT_API_KEY", "DQ_EMBEDDING_MODEL", "DAGSTER_HOME"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in values.items():
+        monkeypatch.setenv(name, value)
+    return values

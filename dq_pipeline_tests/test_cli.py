@@ -18,32 +18,9 @@ from click.testing import CliRunner
 
 from dq_pipeline.cli import cli
 
+from .cli_helpers import run, run_json
+
 pytestmark = pytest.mark.model
-
-
-@pytest.fixture
-def env(database_url: str, tmp_path: Path, catalog_dir: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
-    values = {
-        "DQ_DATABASE_URL": database_url,
-        "DQ_DATA_DIR": str(tmp_path / "data"),
-        "DQ_CATALOG_DIR": str(catalog_dir),
-    }
-    for name in ("DQ_QDRANT_URL", "DQ_QDRANT_PATH", "DQ_QDRANT_API_KEY", "DQ_EMBEDDING_MODEL", "DAGSTER_HOME"):
-        monkeypatch.delenv(name, raising=False)
-    for name, value in values.items():
-        monkeypatch.setenv(name, value)
-    return values
-
-
-def run(*args: str, expect: int = 0) -> str:
-    """Standard output of one command; its exit code must be `expect`."""
-    result = CliRunner().invoke(cli, list(args), catch_exceptions=False)
-    assert result.exit_code == expect, f"exit {result.exit_code}, output:\n{result.output}"
-    return result.stdout
-
-
-def run_json(*args: str, expect: int = 0) -> dict:
-    return json.loads(run(*args, "--json", expect=expect))
 
 
 SAMPLE_COUNTS = {

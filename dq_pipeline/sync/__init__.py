@@ -5,11 +5,14 @@ from .plan import stored_dimension, stored_hashes
 from .protocol import SyncFailed, SyncResult
 from .qdrant_index import EmbeddedQdrantBusy, IndexWriteError
 from .reconcile import CatalogVerification, RepairResult
+from .review import UnknownEntries
+from .search import Hit
 from .store import SyncedStore, open_record
 
 __all__ = [
     "CatalogVerification",
     "EmbeddedQdrantBusy",
+    "Hit",
     "Hooks",
     "IndexWriteError",
     "RepairResult",
@@ -17,6 +20,7 @@ __all__ = [
     "SyncFailed",
     "SyncResult",
     "SyncedStore",
+    "UnknownEntries",
     "open_record",
     "stored_dimension",
     "stored_hashes",

@@ -27,6 +27,7 @@ class Plan:
     updates: list[tuple[Entry, StoredRow]] = field(default_factory=list)
     deletes: list[StoredRow] = field(default_factory=list)
     unchanged: int = 0
+    skipped_rejected: int = 0
 
     @property
     def to_embed(self) -> list[Entry]:
@@ -44,12 +45,24 @@ def stored_rows(engine: Engine, catalog_id: str) -> dict[str, StoredRow]:
         return {row.entry_key: StoredRow(*row) for row in rows}
 
 
-def plan_changes(stored: dict[str, StoredRow], wanted: Sequence[Entry], model_id: str, force: bool = False) -> Plan:
-    """Unchanged = same content hash and same model; `force` re-embeds and rewrites everything."""
+def plan_changes(
+    stored: dict[str, StoredRow],
+    wanted: Sequence[Entry],
+    model_id: str,
+    force: bool = False,
+    rejected: set[tuple[str, str]] | frozenset[tuple[str, str]] = frozenset(),
+) -> Plan:
+    """Unchanged = same content hash and same model; `force` re-embeds and rewrites everything.
+
+    A version a reviewer rejected (`rejected`: (entry key, content hash)) whose row was cleaned up
+    is not brought back; it returns only when its content changes.
+    """
     plan = Plan()
     for entry in wanted:
         row = stored.get(entry.key)
-        if row is None:
+        if row is None and (entry.key, entry.content_hash) in rejected:
+            plan.skipped_rejected += 1
+        elif row is None:
             plan.inserts.append(entry)
         elif force or row.content_hash != entry.content_hash or row.model != model_id:
             plan.updates.append((entry, row))

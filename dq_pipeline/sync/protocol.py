@@ -31,14 +31,14 @@ from sqlalchemy import Connection, and_, bindparam, delete, insert, update
 
 from ..catalog import Entry
 from ..embedding import Embedder
-from . import journal
+from . import journal, review
 from .database import WRITE
 from .hooks import Hooks
 from .locks import catalog_lock
 from .plan import Plan, StoredRow, plan_changes, stored_rows
 from .point_ids import point_id, point_payload
 from .qdrant_index import Point
-from .schema import ACTIVE, COMMITTED, catalogs, entries
+from .schema import ACTIVE, COMMITTED, REJECTED, catalogs, entries
 
 log = logging.getLogger(__name__)
 
@@ -83,59 +83,96 @@ def sync_catalog(
 ) -> SyncResult:
     """Make the stores hold exactly `wanted` for this catalog (an empty list removes the catalog)."""
     hooks = hooks or Hooks()
-    engine, index = store.engine, store.index
-    collection = store.collection_for(embedder)
-    result = SyncResult(catalog_id, embedder.model_id, collection)
+    result = SyncResult(catalog_id, embedder.model_id, store.collection_for(embedder))
     clock = _Clock(result.durations)
 
-    with catalog_lock(engine, catalog_id, store.lock_timeout_s):
+    with catalog_lock(store.engine, catalog_id, store.lock_timeout_s):
         hooks("locked")
         with clock("recover"):
-            result.recovered_journal_rows = journal.recover(engine, index, catalog_id)
+            result.recovered_journal_rows = journal.recover(store.engine, store.index, catalog_id)
 
         with clock("plan"):
-            plan = plan_changes(stored_rows(engine, catalog_id), wanted, embedder.model_id, force)
+            plan = plan_changes(
+                stored_rows(store.engine, catalog_id), wanted, embedder.model_id, force, review.rejected_versions(store.engine, catalog_id)
+            )
         result.unchanged = plan.unchanged
         if plan.is_empty:
             return result  # I4: nothing embedded, nothing written
 
         with clock("embed"):
             new_vectors, result.embedded = _vectors_for(plan.to_embed, embedder, vectors)
-        points = [_point(catalog_id, entry, embedder.model_id, new_vectors[entry.content_hash]) for entry in plan.to_embed]
-        retired = _retired_points(plan, {p.payload["entry_key"]: p.id for p in points})
-        index.ensure_collection(collection, embedder.dimension)
-
-        run_id = str(uuid.uuid4())
-        journal.write_pending(engine, run_id, catalog_id, {collection: [p.id for p in points]}, retired)
-        hooks("journal_written")
-        with clock("write"):
-            try:
-                with engine.execution_options(**WRITE).begin() as conn:
-                    _apply(conn, catalog_id, plan, points, new_vectors, collection, embedder, run_id)
-                    hooks("pg_flushed")
-                    index.upsert(collection, points, on_batch=lambda n: hooks("qdrant_batch", batch=n))
-                    hooks("qdrant_written")
-                    journal.mark_committed(conn, run_id)
-                    hooks("before_commit")
-            except Exception as exc:
-                if _compensate(store, run_id, catalog_id) != COMMITTED:
-                    raise SyncFailed(catalog_id, _describe(exc)) from exc
-                log.warning("commit of %s reported %s but had succeeded; finished as committed", catalog_id, _describe(exc))
-        hooks("committed")
-        result.inserted, result.updated, result.deleted = len(plan.inserts), len(plan.updates), len(plan.deletes)
-
-        with clock("retire"):
-            try:
-                journal.finish(engine, index, run_id)
-                result.retired_points = sum(len(ids) for ids in retired.values())
-                hooks("retired")
-            except Exception as exc:
-                result.retire_error = (
-                    f"committed, but {sum(len(i) for i in retired.values())} replaced point(s) could not be "
-                    f"deleted from Qdrant yet ({_describe(exc)}); the journal keeps them for the next sync or repair"
-                )
-                log.warning("%s: %s", catalog_id, result.retire_error)
+        points = [_point(catalog_id, e, embedder.model_id, new_vectors[e.content_hash]) for e in plan.to_embed]
+        _write(store, catalog_id, plan, points, _Versions(embedder, result.collection, new_vectors), hooks, result)
     return result
+
+
+def remove_rejected(store, catalog_id: str, hooks: Hooks | None = None) -> SyncResult:
+    """Delete the catalog's rejected entries from both stores, through the same protocol."""
+    hooks = hooks or Hooks()
+    result = SyncResult(catalog_id, model="", collection="")
+    with catalog_lock(store.engine, catalog_id, store.lock_timeout_s):
+        hooks("locked")
+        result.recovered_journal_rows = journal.recover(store.engine, store.index, catalog_id)
+        rows = stored_rows(store.engine, catalog_id).values()
+        plan = Plan(deletes=[r for r in rows if r.status == REJECTED])
+        plan.unchanged = len(rows) - len(plan.deletes)
+        result.unchanged = plan.unchanged
+        if not plan.is_empty:
+            _write(store, catalog_id, plan, [], None, hooks, result)
+    return result
+
+
+@dataclass(frozen=True)
+class _Versions:
+    """What new rows are made of: the model, its collection, and the vectors by content hash."""
+
+    embedder: Embedder
+    collection: str
+    vectors: Mapping[str, np.ndarray]
+
+
+def _write(
+    store, catalog_id: str, plan: Plan, points: Sequence[Point], versions: _Versions | None, hooks: Hooks, result: SyncResult
+) -> None:
+    """Journal, then the two phases in one transaction, then retirement (under the catalog lock)."""
+    engine, index = store.engine, store.index
+    clock = _Clock(result.durations)
+    retired = _retired_points(plan, {p.payload["entry_key"]: p.id for p in points})
+    new_points = {versions.collection: [p.id for p in points]} if versions and points else {}
+    if versions and points:
+        index.ensure_collection(versions.collection, versions.embedder.dimension)
+
+    run_id = str(uuid.uuid4())
+    journal.write_pending(engine, run_id, catalog_id, new_points, retired)
+    hooks("journal_written")
+    with clock("write"):
+        try:
+            with engine.execution_options(**WRITE).begin() as conn:
+                _apply(conn, catalog_id, plan, points, versions, run_id)
+                hooks("pg_flushed")
+                if versions and points:
+                    index.upsert(versions.collection, points, on_batch=lambda n: hooks("qdrant_batch", batch=n))
+                hooks("qdrant_written")
+                journal.mark_committed(conn, run_id)
+                hooks("before_commit")
+        except Exception as exc:
+            if _compensate(store, run_id, catalog_id) != COMMITTED:
+                raise SyncFailed(catalog_id, _describe(exc)) from exc
+            log.warning("commit of %s reported %s but had succeeded; finished as committed", catalog_id, _describe(exc))
+    hooks("committed")
+    result.inserted, result.updated, result.deleted = len(plan.inserts), len(plan.updates), len(plan.deletes)
+
+    with clock("retire"):
+        try:
+            journal.finish(engine, index, run_id)
+            result.retired_points = sum(len(ids) for ids in retired.values())
+            hooks("retired")
+        except Exception as exc:
+            result.retire_error = (
+                f"committed, but {sum(len(i) for i in retired.values())} replaced point(s) could not be "
+                f"deleted from Qdrant yet ({_describe(exc)}); the journal keeps them for the next sync or repair"
+            )
+            log.warning("%s: %s", catalog_id, result.retire_error)
 
 
 def _compensate(store, run_id: str, catalog_id: str) -> str | None:
@@ -177,30 +214,22 @@ def _retired_points(plan: Plan, new_ids: Mapping[str, str]) -> dict[str, list[st
     return dict(retired)
 
 
-def _apply(
-    conn: Connection,
-    catalog_id: str,
-    plan: Plan,
-    points: Sequence[Point],
-    vectors: Mapping[str, np.ndarray],
-    collection: str,
-    embedder: Embedder,
-    run_id: str,
-) -> None:
+def _apply(conn: Connection, catalog_id: str, plan: Plan, points: Sequence[Point], versions: _Versions | None, run_id: str) -> None:
     """Phase 1: the whole catalog change in one transaction (I3)."""
     now = datetime.now(UTC)
     ids = {p.payload["entry_key"]: p.id for p in points}
 
     def row(entry: Entry) -> dict[str, object]:
+        assert versions is not None
         return {
             "kind": entry.kind,
             "text": entry.text,
             "payload": dict(entry.payload),
             "content_hash": entry.content_hash,
-            "model": embedder.model_id,
-            "dimension": embedder.dimension,
-            "vector": np.asarray(vectors[entry.content_hash], dtype="<f4").tobytes(),
-            "collection": collection,
+            "model": versions.embedder.model_id,
+            "dimension": versions.embedder.dimension,
+            "vector": np.asarray(versions.vectors[entry.content_hash], dtype="<f4").tobytes(),
+            "collection": versions.collection,
             "point_id": ids[entry.key],
             "status": ACTIVE,  # changed content re-enters review as active
             "reviewed_by": None,
@@ -223,14 +252,10 @@ def _apply(
         chunk = keys[start : start + 1000]
         conn.execute(delete(entries).where(entries.c.catalog_id == catalog_id, entries.c.entry_key.in_(chunk)))
 
-    remaining = len(plan.inserts) + len(plan.updates) + plan.unchanged
     conn.execute(delete(catalogs).where(catalogs.c.catalog_id == catalog_id))
-    if remaining or not plan.deletes:
-        conn.execute(
-            insert(catalogs).values(
-                catalog_id=catalog_id, entry_count=remaining, model=embedder.model_id, last_run_id=run_id, last_synced_at=now
-            )
-        )
+    remaining = len(plan.inserts) + len(plan.updates) + plan.unchanged
+    if remaining:
+        conn.execute(insert(catalogs).values(catalog_id=catalog_id, entry_count=remaining, last_run_id=run_id, last_synced_at=now))
 
 
 def _describe(exc: BaseException) -> str:

@@ -2,7 +2,7 @@
 
 `dq_entries` holds one row per catalog entry with its vector, so Qdrant can always be rebuilt from
 it without re-embedding. `dq_journal` is the outbox of the write protocol: which points a run is
-about to write and which it will retire. `dq_catalogs` records each catalog's last sync.
+about to write and which it will retire. `dq_catalogs` records each catalog's last change, `dq_rejections` the versions a reviewer rejected.
 """
 
 from __future__ import annotations
@@ -68,9 +68,21 @@ catalogs = Table(
     metadata,
     Column("catalog_id", String(512), primary_key=True),
     Column("entry_count", Integer, nullable=False),
-    Column("model", String(255)),
     Column("last_run_id", String(36)),
     Column("last_synced_at", DateTime(timezone=True), nullable=False),
+)
+
+# Rejected versions of entries: a rejected entry stays out of the index, even after its row is
+# cleaned up, until its content changes (then its content hash differs and it comes back).
+rejections = Table(
+    "dq_rejections",
+    metadata,
+    Column("catalog_id", String(512), primary_key=True),
+    Column("entry_key", String(512), primary_key=True),
+    Column("content_hash", String(64), primary_key=True),
+    Column("rejected_by", String(255)),
+    Column("reason", Text),
+    Column("rejected_at", DateTime(timezone=True), nullable=False),
 )
 
 _SCHEMA_LOCK_KEY = 0x64715F736368656D  # "dq_schem": serialises concurrent first runs on PostgreSQL

@@ -12,7 +12,7 @@ from sqlalchemy.engine import make_url
 
 from ..catalog import Entry
 from ..embedding import Embedder
-from . import protocol, reconcile
+from . import protocol, reconcile, review, search
 from .database import make_engine, redact_url
 from .hooks import Hooks
 from .point_ids import collection_name
@@ -99,6 +99,22 @@ class SyncedStore:
 
     def remove_catalog(self, catalog_id: str, embedder: Embedder) -> protocol.SyncResult:
         return self.sync(catalog_id, [], embedder)
+
+    # --- review and search ----------------------------------------------------------------------
+
+    def reject(self, catalog_id: str, keys: Sequence[str], *, by: str | None = None, reason: str | None = None) -> int:
+        return review.reject(self.engine, catalog_id, keys, by=by, reason=reason, lock_timeout_s=self.lock_timeout_s)
+
+    def cleanup_rejected(self, catalog_id: str, hooks: Hooks | None = None) -> protocol.SyncResult:
+        return protocol.remove_rejected(self, catalog_id, hooks)
+
+    def catalogs_with_rejections(self) -> list[str]:
+        with self.engine.connect() as conn:
+            query = select(entries.c.catalog_id).where(entries.c.status == REJECTED).distinct()
+            return sorted(conn.scalars(query))
+
+    def search(self, embedder: Embedder, query: str, *, catalog_id: str | None = None, limit: int = 10) -> list[search.Hit]:
+        return search.search(self, embedder, query, catalog_id=catalog_id, limit=limit)
 
     # --- proof and repair -----------------------------------------------------------------------
 

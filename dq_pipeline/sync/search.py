@@ -1,0 +1,64 @@
+"""Semantic search over the index, every hit verified against the system of record.
+
+Qdrant finds candidates; PostgreSQL decides what is shown: a point whose row is gone, rejected,
+or points elsewhere (a stale or orphaned point) is never returned.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+from qdrant_client import models
+from sqlalchemy import select
+
+from ..embedding import Embedder
+from .schema import ACTIVE, entries
+
+MAX_CANDIDATES = 10_000
+
+
+@dataclass(frozen=True)
+class Hit:
+    score: float
+    catalog_id: str
+    entry_key: str
+    kind: str
+    text: str
+
+    def as_dict(self) -> dict[str, object]:
+        return asdict(self)
+
+
+def search(store, embedder: Embedder, query: str, *, catalog_id: str | None = None, limit: int = 10) -> list[Hit]:
+    collection = store.collection_for(embedder)
+    if limit <= 0 or not store.index.client.collection_exists(collection):
+        return []
+    vector = embedder.embed([query])[0].tolist()
+    flt = None
+    if catalog_id is not None:
+        flt = models.Filter(must=[models.FieldCondition(key="catalog_id", match=models.MatchValue(value=catalog_id))])
+    fetch = limit
+    while True:
+        # Ask for more than `limit`: some candidates may be rejected or stale and get dropped.
+        fetch = min(fetch * 2, MAX_CANDIDATES)
+        found = store.index.client.query_points(collection, query=vector, query_filter=flt, limit=fetch, with_payload=False).points
+        hits = _verified(store, collection, [(str(p.id), p.score) for p in found])
+        if len(hits) >= limit or len(found) < fetch or fetch >= MAX_CANDIDATES:
+            return hits[:limit]
+
+
+def _verified(store, collection: str, candidates: list[tuple[str, float]]) -> list[Hit]:
+    if not candidates:
+        return []
+    ids = [pid for pid, _ in candidates]
+    columns = (entries.c.point_id, entries.c.catalog_id, entries.c.entry_key, entries.c.kind, entries.c.text)
+    with store.engine.connect() as conn:
+        rows = conn.execute(
+            select(*columns).where(entries.c.point_id.in_(ids), entries.c.collection == collection, entries.c.status == ACTIVE)
+        )
+        live = {r.point_id: r for r in rows}
+    return [
+        Hit(round(float(score), 4), live[pid].catalog_id, live[pid].entry_key, live[pid].kind, live[pid].text)
+        for pid, score in candidates
+        if pid in live
+    ]
