@@ -1,6 +1,6 @@
 """The journaled two-phase write of one catalog to PostgreSQL (record) and Qdrant (index).
 
-Read `sync_catalog` top to bottom: it is the specification.
+Read `sync_catalog`, then `_write`, top to bottom: they are the specification.
 
   0. Lock the catalog, then finish whatever an earlier run left in the journal.
   1. Plan: compare the entries with the committed rows; embed only new and changed content.
@@ -13,7 +13,8 @@ Read `sync_catalog` top to bottom: it is the specification.
   4. Retire: delete the points of replaced and deleted entries, then the journal row.
 
 Point ids are content-addressed, so an updated entry's new point never overwrites the committed
-version's point; the old one is deleted only after the commit.
+version's point; the old one is deleted only after the commit. Removing rejected entries
+(`remove_rejected`) is the same write with deletes only.
 """
 
 from __future__ import annotations
