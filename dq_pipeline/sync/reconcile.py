@@ -90,7 +90,9 @@ def _compare(store, catalog_id: str) -> _Comparison:
 
 
 def verify_catalog(store, catalog_id: str) -> CatalogVerification:
-    return _compare(store, catalog_id).verification
+    """Compare under the catalog lock, so a run in flight is waited for, not reported as a difference."""
+    with catalog_lock(store.engine, catalog_id, store.lock_timeout_s):
+        return _compare(store, catalog_id).verification
 
 
 @dataclass
@@ -127,7 +129,7 @@ def repair_catalog(store, catalog_id: str) -> RepairResult:
             restored=len(comparison.missing),
             rewritten=len(comparison.mismatched),
             orphans_deleted=len(comparison.orphans),
-            after=verify_catalog(store, catalog_id),
+            after=_compare(store, catalog_id).verification,
         )
 
 
