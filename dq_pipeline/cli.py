@@ -19,7 +19,7 @@ from typing import Any
 import click
 
 from .catalog import validate_catalog_id
-from .settings import Settings
+from .settings import ConfigError, Settings
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -99,7 +99,11 @@ def sync(catalog_dir: Path | None, catalogs: tuple[str, ...], force: bool, as_js
     settings = Settings.from_env(catalog_dir=str(catalog_dir) if catalog_dir else None)
     if not settings.catalog_dir.is_dir():
         raise ConfigurationError(f"catalog folder {settings.catalog_dir} does not exist (set DQ_CATALOG_DIR or --catalog-dir)")
-    results = run_sync(settings, _catalog_ids(catalogs), force=force, progress=None if as_json else _print_sync_line)
+    verbose = click.get_current_context().find_root().obj["verbose"]
+    try:
+        results = run_sync(settings, _catalog_ids(catalogs), force=force, progress=None if as_json else _print_sync_line, verbose=verbose)
+    except ConfigError as exc:
+        raise ConfigurationError(str(exc)) from None
     ok = all(r["status"] == "ok" for r in results.values())
     if as_json:
         click.echo(json.dumps({"ok": ok, "catalogs": results}, indent=2, sort_keys=True))
@@ -296,6 +300,7 @@ def main() -> None:
     except click.ClickException as exc:
         click.echo(f"error: {exc.format_message()}", err=True)
         sys.exit(EXIT_USAGE if exc.exit_code == 2 else exc.exit_code)
+
     except SystemExit:
         raise
     except BaseException as exc:  # one clear line; the traceback only when asked for

@@ -9,8 +9,16 @@ from dagster import Definitions, EnvVar
 
 from .defs.assets import catalog_embeddings, catalog_entries, catalog_index
 from .defs.checks import all_catalogs_in_sync
-from .defs.jobs import sync_catalog_job
+from .defs.jobs import (
+    reindex_catalog_job,
+    remove_catalog_job,
+    repair_catalog_job,
+    sync_catalog_job,
+    verify_all_catalogs_job,
+)
 from .defs.resources import CatalogFolder, EmbedderResource, SyncedStoreResource
+from .defs.schedules import build_sync_schedule
+from .defs.sensors import auto_repair_sensor, catalog_folder_sensor
 from .settings import Settings
 
 
@@ -48,10 +56,13 @@ def resources_for(settings: Settings) -> dict[str, Any]:
 
 
 def build_definitions(resources: dict[str, Any] | None = None) -> Definitions:
+    """The code location; the sync schedule's cron comes from DQ_SYNC_CRON, read here (load time)."""
     return Definitions(
         assets=[catalog_entries, catalog_embeddings, catalog_index],
         asset_checks=[all_catalogs_in_sync],
-        jobs=[sync_catalog_job],
+        jobs=[sync_catalog_job, reindex_catalog_job, repair_catalog_job, remove_catalog_job, verify_all_catalogs_job],
+        schedules=[build_sync_schedule()],
+        sensors=[catalog_folder_sensor, auto_repair_sensor],
         resources=resources if resources is not None else resources_from_env(),
     )
 

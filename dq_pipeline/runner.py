@@ -1,8 +1,8 @@
 """Running the sync job from the command line: one in-process Dagster run per catalog partition.
 
 With DAGSTER_HOME set, runs are recorded in that instance (visible in the UI); otherwise in an
-ephemeral one. Catalogs that the system of record knows but whose file is gone are synced as
-empty catalogs, which deletes their rows and points.
+ephemeral one. Catalogs that the system of record knows (rows or journal rows) but whose file is
+gone are synced as empty catalogs, which deletes their rows and points.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from dagster import DagsterInstance, ExecuteInProcessResult
 from .catalog import discover
 from .settings import Settings
 from .sync import open_record
-from .sync.schema import entries
+from .sync.schema import entries, journal
 
 SyncRow = dict[str, Any]
 COUNTS = ("inserted", "updated", "deleted", "unchanged", "embedded")
@@ -30,6 +30,9 @@ def catalogs_to_sync(settings: Settings) -> list[str]:
     try:
         with engine.connect() as conn:
             recorded = set(conn.scalars(select(entries.c.catalog_id).distinct()))
+            # A catalog whose removal committed but whose run died before retiring its points has
+            # no rows left, only its journal row: it must still be synced, which finishes the row.
+            recorded |= set(conn.scalars(select(journal.c.catalog_id).distinct()))
     finally:
         engine.dispose()
     return sorted(on_disk | recorded)
@@ -42,17 +45,21 @@ def run_sync(
     force: bool = False,
     progress: Callable[[str, SyncRow], None] | None = None,
     instance: DagsterInstance | None = None,
+    verbose: bool = False,
 ) -> dict[str, SyncRow]:
-    from .definitions import defs
+    from .definitions import build_definitions, resources_for
     from .defs.jobs import SYNC_JOB
     from .defs.partitions import catalog_partitions
 
     ids = catalog_ids or catalogs_to_sync(settings)
-    job = defs.resolve_job_def(SYNC_JOB)
+    # Resources bound to these settings (--catalog-dir, the URLs), not to the environment at import.
+    job = build_definitions(resources_for(settings)).resolve_job_def(SYNC_JOB)
     step_config = {"config": {"force": force}}
     run_config = {
         "ops": {"catalog_embeddings": step_config, "catalog_index": step_config},
-        "loggers": {"console": {"config": {"log_level": "ERROR"}}},
+        # A failure is reported once, as the catalog's one-line error; Dagster's own log of it (with
+        # its stack traces) goes to the run's event log, and to stderr only with --verbose.
+        "loggers": {"console": {"config": {"log_level": "ERROR" if verbose else "CRITICAL"}}},
     }
     results: dict[str, SyncRow] = {}
     with _instance(instance) as inst:
@@ -98,7 +105,20 @@ def _first_error(run: ExecuteInProcessResult) -> str:
             if error is not None and error.description:
                 return error.description
             if event.step_failure_data.error is not None:
-                return event.step_failure_data.error.message.strip().splitlines()[0]
+                return _error_line(event.step_failure_data.error)
         if event.event_type_value == "ASSET_CHECK_EVALUATION" and not event.event_specific_data.passed:
             return f"check failed: {event.event_specific_data.description or 'stores disagree'}"
     return "run failed"
+
+
+def _error_line(error: Any) -> str:
+    """The first line of a step's error; past Dagster's retry wrapper ("Exceeded max_retries"), the
+    error that was retried, and its class without the module path."""
+    while error.cause is not None and (error.cls_name == "RetryRequestedFromPolicy" or error.message.startswith("Exceeded max_retries")):
+        error = error.cause
+    lines = error.message.strip().splitlines()
+    line = lines[0] if lines else error.cls_name or "step failed"
+    head, sep, rest = line.partition(": ")
+    if sep and "." in head and " " not in head:  # "package.module.SomeError: text" -> "SomeError: text"
+        line = f"{head.rsplit('.', 1)[1]}: {rest}"
+    return line

@@ -8,6 +8,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 
+class ConfigError(ValueError):
+    """A setting has a value that cannot work; the CLI reports it as a usage error (exit 2)."""
+
+
 @dataclass(frozen=True)
 class Settings:
     catalog_dir: Path

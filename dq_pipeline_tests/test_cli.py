@@ -120,8 +120,11 @@ def test_verify_detects_a_point_deleted_behind_the_back_and_repair_restores_it(e
     assert resync["embedded"] == 0
 
 
-def test_usage_and_configuration_errors_exit_2(env: dict[str, str], tmp_path: Path) -> None:
+def test_usage_and_configuration_errors_exit_2(env: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     run("verify", "--catalog", "../etc/passwd", expect=2)
+    monkeypatch.setenv("DQ_SYNC_CRON", "every night")
+    run("sync", expect=2)
+    monkeypatch.delenv("DQ_SYNC_CRON")
     run("sync", "--catalog-dir", str(tmp_path / "missing"), expect=2)
     run("sync", "--no-such-option", expect=2)
 

@@ -108,6 +108,8 @@ def test_global_check_reports_every_catalog(settings: Settings, instance: Dagste
         assert materialize(ASSETS, partition_key=key, instance=instance, resources=resources).success
     result = all_catalogs_in_sync(build_asset_check_context(resources={"store": resources["store"]}))
     assert result.passed
+    verify_job = build_definitions(resources).resolve_job_def("verify_all_catalogs")
+    assert verify_job.execute_in_process(instance=instance).success  # runs alone, unpartitioned
     assert (result.metadata["catalogs"].value, result.metadata["pg_rows"].value) == (2, 132)
 
     with SyncedStore.open(settings.database_url, qdrant_path=settings.qdrant_path) as store:

@@ -14,15 +14,18 @@ from dagster import (
     AssetCheckSeverity,
     AssetCheckSpec,
     AssetExecutionContext,
+    Backoff,
     Config,
     Failure,
+    Jitter,
     MaterializeResult,
     MetadataValue,
+    RetryPolicy,
     asset,
 )
 from pydantic import Field
 
-from ..catalog import CatalogError, Entry, load_catalog
+from ..catalog import CatalogError, Entry, load_catalog, validate_catalog_id
 from ..embedding import LazyEmbedder
 from ..sync import CatalogVerification, SyncFailed, stored_dimension, stored_hashes
 from .partitions import QDRANT_POOL, catalog_partitions
@@ -30,6 +33,19 @@ from .resources import CatalogFolder, EmbedderResource, SyncedStoreResource
 
 GROUP = "catalog_index"
 IDS_MATCH = "ids_match"
+OWNERS = ["team:data-platform"]
+
+# Transient errors (Qdrant or the database briefly unreachable, the embedded store busy, a model
+# download hiccup) are retried with exponential backoff. A retry never double-applies: every sync,
+# repair and removal is idempotent (content-addressed point ids, plans computed from what is
+# committed) and first finishes whatever the journal holds for its catalog under the catalog lock.
+# Refused input is not transient: those steps raise `Failure(allow_retries=False)`, which Dagster
+# fails at once whatever the retry policy; a failed blocking check is not retried either.
+TRANSIENT_RETRY = RetryPolicy(max_retries=3, delay=1, backoff=Backoff.EXPONENTIAL, jitter=Jitter.PLUS_MINUS)
+
+# The step whose failure means "the catalog file was refused" (I6): repair cannot fix bad input.
+PARSE_STEP = "catalog_entries"
+REFUSED = "dq/refused"
 
 
 class SyncConfig(Config):
@@ -40,17 +56,24 @@ class SyncConfig(Config):
     partitions_def=catalog_partitions,
     group_name=GROUP,
     kinds={"python"},
-    owners=["team:data-platform"],
+    owners=OWNERS,
+    tags={"stage": "parse"},
     description="The catalog file parsed and validated into entries. A file that fails validation is refused "
     "whole with file, record and reason (I6); a removed file yields no entries, which removes the catalog.",
 )
 def catalog_entries(context: AssetExecutionContext, catalog_folder: CatalogFolder) -> list[Entry]:
     catalog_id = context.partition_key
     started = time.perf_counter()
+    # Bad input fails the same way every time: never retried, and never "repaired" (see sensors).
+    try:
+        validate_catalog_id(catalog_id)
+    except ValueError as exc:
+        raise Failure(description=str(exc), metadata={REFUSED: True}, allow_retries=False) from None
     try:
         entries = load_catalog(catalog_folder.path(), catalog_id)
     except CatalogError as exc:
-        raise Failure(description=str(exc), metadata={"file": exc.path, "problems": len(exc.problems)}) from None
+        metadata = {"file": exc.path, "problems": len(exc.problems), REFUSED: True}
+        raise Failure(description=str(exc), metadata=metadata, allow_retries=False) from None
     kinds: dict[str, int] = {}
     for entry in entries:
         kinds[entry.kind] = kinds.get(entry.kind, 0) + 1
@@ -69,7 +92,9 @@ def catalog_entries(context: AssetExecutionContext, catalog_folder: CatalogFolde
     partitions_def=catalog_partitions,
     group_name=GROUP,
     kinds={"python", "pytorch"},
-    owners=["team:data-platform"],
+    owners=OWNERS,
+    tags={"stage": "embed"},
+    retry_policy=TRANSIENT_RETRY,
     description="Vectors for the entries whose content (or model) is not yet in the system of record; "
     "unchanged entries are never re-embedded (I4).",
 )
@@ -108,8 +133,10 @@ def catalog_embeddings(
     partitions_def=catalog_partitions,
     group_name=GROUP,
     kinds={"postgres", "qdrant"},
-    owners=["team:data-platform"],
+    owners=OWNERS,
+    tags={"stage": "index"},
     pool=QDRANT_POOL,
+    retry_policy=TRANSIENT_RETRY,
     check_specs=[
         AssetCheckSpec(
             IDS_MATCH,

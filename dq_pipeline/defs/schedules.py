@@ -1,0 +1,55 @@
+"""The periodic full sync: one sync_catalog run per catalog partition.
+
+The sensor reacts to file changes; this schedule is the safety net (a change the sensor missed
+while it was off, a catalog whose file went away before the sensor first saw it). Syncing an
+unchanged catalog embeds and writes nothing (I4), so a nightly run of every catalog is cheap.
+"""
+
+import os
+
+from dagster import DefaultScheduleStatus, RunRequest, ScheduleEvaluationContext, SkipReason, schedule
+from dagster._utils.schedules import is_valid_cron_string
+
+from ..settings import ConfigError
+from .jobs import CATALOG_TAG, TRIGGER_TAG, sync_catalog_job
+from .partitions import catalog_partitions
+
+CRON_ENV = "DQ_SYNC_CRON"
+DEFAULT_CRON = "0 2 * * *"  # nightly, 02:00 UTC
+
+
+def sync_cron(env: dict[str, str] | None = None) -> str:
+    """The schedule's cron string from DQ_SYNC_CRON (read when the definitions load); a bad value is a clear error."""
+    value = ((env if env is not None else os.environ).get(CRON_ENV) or DEFAULT_CRON).strip()
+    if not is_valid_cron_string(value):
+        raise ConfigError(f"{CRON_ENV}={value!r} is not a valid cron expression (e.g. {DEFAULT_CRON!r})")
+    return value
+
+
+def build_sync_schedule(cron: str | None = None):
+    cron = cron or sync_cron()
+
+    @schedule(
+        name="sync_all_catalogs_schedule",
+        job=sync_catalog_job,
+        cron_schedule=cron,
+        execution_timezone="UTC",
+        default_status=DefaultScheduleStatus.RUNNING,
+        description=f"Sync every known catalog (one run per partition) on `{cron}` UTC (env {CRON_ENV}). "
+        "Unchanged catalogs embed and write nothing.",
+    )
+    def sync_all_catalogs_schedule(context: ScheduleEvaluationContext):
+        keys = context.instance.get_dynamic_partitions(catalog_partitions.name)
+        if not keys:
+            return SkipReason("no catalog partitions yet (the catalog sensor or `dq-pipeline sync` adds them)")
+        tick = context.scheduled_execution_time.isoformat() if context.scheduled_execution_time else "manual"
+        return [
+            RunRequest(
+                partition_key=key,
+                run_key=f"{key}@{tick}",
+                tags={CATALOG_TAG: key, TRIGGER_TAG: "schedule"},
+            )
+            for key in sorted(keys)
+        ]
+
+    return sync_all_catalogs_schedule
