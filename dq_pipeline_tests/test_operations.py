@@ -42,6 +42,8 @@ from dq_pipeline.defs.sensors import MAX_AUTO_REPAIRS, read_cursor
 from dq_pipeline.settings import Settings
 from dq_pipeline.sync import SyncedStore
 
+from .conftest import FIXTURES
+
 pytestmark = [pytest.mark.dagster]
 
 REPO = Path(__file__).resolve().parent.parent
@@ -177,6 +179,22 @@ def test_folder_sensor_follows_files_and_remove_job_clears_both_stores(settings:
     assert request.partition_key == "ops/runbook"
     assert request.run_key != added.run_requests[0].run_key
     assert partition_requests(restored) == [("add", ["ops/runbook"])]
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_a_dbt_manifest_is_resynced_when_its_catalog_json_changes(settings: Settings, instance: DagsterInstance) -> None:
+    """The manifest's entries take column types from the catalog.json beside it: a change there is a change."""
+    defs = build_definitions(resources_for(settings))
+    project = settings.catalog_dir / "dbt"
+    shutil.copytree(FIXTURES / "dbt" / "hubspot", project)
+    first = tick(defs, instance, None)
+    manifest_run = [r for r in first.run_requests if r.partition_key == "dbt/manifest"]
+    assert len(manifest_run) == 1
+
+    catalog = project / "catalog.json"
+    catalog.write_text(catalog.read_text(encoding="utf-8").replace('"type": "', '"type": "X', 1), encoding="utf-8")
+    changed = tick(defs, instance, first.cursor)
+    assert {r.partition_key for r in changed.run_requests} == {"dbt/manifest", "dbt/catalog"}
 
 
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)

@@ -16,6 +16,14 @@ def parse_catalog(file: CatalogFile) -> list[Entry]:
     return choose(file.root, file.path, file.display).parse(file.path, file.display)
 
 
+def source_files(file: CatalogFile) -> list[Path]:
+    """Every file the catalog's entries are built from: the file itself, then its companions."""
+    if file.error is not None:
+        return [file.path]
+    fmt = choose(file.root, file.path, file.display)
+    return [file.path, *(fmt.companions(file.path) if fmt.companions else [])]
+
+
 def load_catalog(catalog_dir: Path, catalog_id: str) -> list[Entry]:
     """The entries of one catalog; a catalog whose file was removed is empty (its data is then deleted)."""
     validate_catalog_id(catalog_id)
@@ -31,5 +39,6 @@ __all__ = [
     "discover",
     "load_catalog",
     "parse_catalog",
+    "source_files",
     "validate_catalog_id",
 ]

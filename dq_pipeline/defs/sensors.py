@@ -21,7 +21,7 @@ from dagster import (
     sensor,
 )
 
-from ..catalog import CatalogFile, discover
+from ..catalog import CatalogError, CatalogFile, discover, source_files
 from .assets import PARSE_STEP
 from .jobs import (
     CATALOG_TAG,
@@ -49,12 +49,21 @@ AUTO_REPAIR_WINDOW = timedelta(hours=24)  # ... within this window; then a perso
 
 
 def file_hash(file: CatalogFile) -> str | None:
-    """sha256 of the file's bytes (a touch changes nothing). A file discovery refused that cannot
+    """sha256 of the bytes the catalog is built from (a touch changes nothing). A file discovery refused that cannot
     be read (a broken symlink) is fingerprinted by its refusal, so its run still reports the error.
     None: unreadable for now (e.g. permissions mid-copy); the sensor looks again next tick."""
     try:
-        with open(file.path, "rb") as handle:
-            return hashlib.file_digest(handle, "sha256").hexdigest()
+        paths = source_files(file)  # a dbt manifest changes when its catalog.json does
+    except CatalogError:
+        paths = [file.path]  # e.g. a bad format override: the run reports it
+    try:
+        digests = []
+        for path in paths:
+            with open(path, "rb") as handle:
+                digests.append(hashlib.file_digest(handle, "sha256"))
+        if len(digests) == 1:
+            return digests[0].hexdigest()
+        return hashlib.sha256(b"".join(d.digest() for d in digests)).hexdigest()
     except OSError:
         if file.error is not None:
             return "refused-" + hashlib.sha256(str(file.error).encode()).hexdigest()

@@ -29,6 +29,9 @@ class Format:
     suffixes: tuple[str, ...]
     detect: Callable[[str], bool]
     parse: Callable[[Path, str], list[Entry]]
+    # Other files this file's entries are built from (a dbt manifest's catalog.json): a change to
+    # any of them changes the catalog, so whoever watches files must watch these too.
+    companions: Callable[[Path], list[Path]] | None = None
 
 
 # Specific formats first; the generic records formats last (they accept anything with their suffix).

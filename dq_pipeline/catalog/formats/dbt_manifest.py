@@ -350,6 +350,11 @@ def _merge_catalog(node: Node, table: CatalogTable | None) -> None:
         column.type = column.type or node.column_types.get(column.name.lower())
 
 
+def _companions(path: Path) -> list[Path]:
+    found = sibling(path, path.name, "manifest", "catalog")
+    return [found[0]] if found is not None and found[0].is_file() else []
+
+
 def _catalog_beside(path: Path, display: str) -> tuple[dict[str, CatalogTable], list[Problem]]:
     found = sibling(path, display, "manifest", "catalog")
     if found is None or not found[0].is_file() or artifact_kind(read_head(found[0])) != "catalog":
@@ -500,4 +505,5 @@ FORMAT = Format(
     (".json",),
     detect=lambda head: artifact_kind(head) == "manifest",
     parse=parse,
+    companions=_companions,
 )
