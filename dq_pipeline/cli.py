@@ -59,6 +59,7 @@ def _open_store(settings: Settings):  # -> SyncedStore
             qdrant_url=settings.qdrant_url,
             qdrant_api_key=settings.qdrant_api_key,
             qdrant_path=settings.qdrant_path,
+            embedded_engine=settings.qdrant_engine,
         )
     except Exception as exc:
         from sqlalchemy.exc import ArgumentError

@@ -37,6 +37,7 @@ def resources_from_env() -> dict[str, Any]:
             qdrant_api_key=_env("DQ_QDRANT_API_KEY"),
             qdrant_path=_env("DQ_QDRANT_PATH"),
             data_dir=_env("DQ_DATA_DIR"),
+            qdrant_engine=_env("DQ_QDRANT_ENGINE"),
         ),
     }
 
@@ -51,6 +52,7 @@ def resources_for(settings: Settings) -> dict[str, Any]:
             qdrant_url=settings.qdrant_url,
             qdrant_api_key=settings.qdrant_api_key,
             qdrant_path=settings.qdrant_path,
+            qdrant_engine=settings.qdrant_engine,
         ),
     }
 

@@ -21,6 +21,7 @@ class Settings:
     qdrant_api_key: str | None
     qdrant_path: str | None
     embedding_model: str
+    qdrant_engine: str = "local"  # the embedded store: "local" (qdrant-client local mode) or "edge"
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: str | None) -> Settings:
@@ -39,4 +40,5 @@ class Settings:
             qdrant_api_key=get("DQ_QDRANT_API_KEY", overrides.get("qdrant_api_key")),
             qdrant_path=None if qdrant_url else get("DQ_QDRANT_PATH", overrides.get("qdrant_path")) or str((data_dir / "qdrant").resolve()),
             embedding_model=get("DQ_EMBEDDING_MODEL", overrides.get("embedding_model")) or "",
+            qdrant_engine=get("DQ_QDRANT_ENGINE", overrides.get("qdrant_engine")) or "local",
         )

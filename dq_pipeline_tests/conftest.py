@@ -63,9 +63,17 @@ def qdrant_path(tmp_path: Path) -> str:
     return str(tmp_path / "qdrant")
 
 
+@pytest.fixture(params=["local", "edge"])
+def qdrant_engine(request: pytest.FixtureRequest) -> str:
+    """The embedded store: qdrant-client's local mode (the default) and Qdrant Edge (opt-in)."""
+    return request.param
+
+
 @pytest.fixture
-def store(database_url: str, qdrant_path: str) -> Iterator[SyncedStore]:
-    with SyncedStore.open(database_url, qdrant_path=qdrant_path, upsert_batch_size=2, lock_timeout_s=30) as opened:
+def store(database_url: str, qdrant_path: str, qdrant_engine: str) -> Iterator[SyncedStore]:
+    with SyncedStore.open(
+        database_url, qdrant_path=qdrant_path, upsert_batch_size=2, lock_timeout_s=30, embedded_engine=qdrant_engine
+    ) as opened:
         yield opened
 
 

@@ -56,6 +56,7 @@ class SyncedStoreResource(ConfigurableResource):
     qdrant_api_key: str | None = Field(default=None, description="Qdrant API key.")
     qdrant_path: str | None = Field(default=None, description="Folder of the embedded Qdrant store.")
     data_dir: str | None = Field(default=None, description="Folder for the embedded defaults (./.dq_data).")
+    qdrant_engine: str | None = Field(default=None, description="Embedded Qdrant engine: local (default) or edge.")
     upsert_batch_size: int = Field(default=256, description="Points per acknowledged Qdrant upsert.")
     lock_timeout_s: float = Field(default=600.0, description="How long a sync waits for another run of its catalog.")
 
@@ -66,6 +67,7 @@ class SyncedStoreResource(ConfigurableResource):
             qdrant_api_key=self.qdrant_api_key,
             qdrant_path=self.qdrant_path,
             data_dir=self.data_dir,
+            qdrant_engine=self.qdrant_engine,
         )
 
     @contextmanager
@@ -79,6 +81,7 @@ class SyncedStoreResource(ConfigurableResource):
             qdrant_path=s.qdrant_path,
             upsert_batch_size=self.upsert_batch_size,
             lock_timeout_s=self.lock_timeout_s,
+            embedded_engine=s.qdrant_engine,
         )
         try:
             yield store

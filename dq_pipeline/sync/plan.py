@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -11,7 +12,7 @@ from ..catalog import Entry
 from .schema import entries
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)  # slots: a million-row catalog's plan holds a million of these
 class StoredRow:
     entry_key: str
     content_hash: str
@@ -42,7 +43,11 @@ def stored_rows(engine: Engine, catalog_id: str) -> dict[str, StoredRow]:
     columns = [entries.c[name] for name in StoredRow.__dataclass_fields__]
     with engine.connect() as conn:
         rows = conn.execute(select(*columns).where(entries.c.catalog_id == catalog_id))
-        return {row.entry_key: StoredRow(*row) for row in rows}
+        # model, collection and status repeat on every row: one shared string each, not one per row
+        return {
+            r.entry_key: StoredRow(r.entry_key, r.content_hash, sys.intern(r.model), sys.intern(r.collection), r.point_id, sys.intern(r.status))
+            for r in rows
+        }
 
 
 def plan_changes(

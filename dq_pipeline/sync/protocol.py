@@ -15,15 +15,20 @@ Read `sync_catalog`, then `_write`, top to bottom: they are the specification.
 Point ids are content-addressed, so an updated entry's new point never overwrites the committed
 version's point; the old one is deleted only after the commit. Removing rejected entries
 (`remove_rejected`) is the same write with deletes only.
+
+Memory stays bounded on any catalog size: new vectors are spooled to a temporary file as they are
+embedded and read back a chunk at a time for the rows (phase 1) and the points (phase 2).
 """
 
 from __future__ import annotations
 
 import logging
+import os
+import tempfile
 import time
 import uuid
 from collections import defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -38,10 +43,13 @@ from .hooks import Hooks
 from .locks import catalog_lock
 from .plan import Plan, StoredRow, plan_changes, stored_rows
 from .point_ids import point_id, point_payload
-from .qdrant_index import Point
+from .qdrant_index import Point, chunks
 from .schema import ACTIVE, COMMITTED, REJECTED, catalogs, entries
 
 log = logging.getLogger(__name__)
+
+EMBED_CHUNK = 16_384  # texts per embedder call (the model sorts each call by length: bigger pads less)
+WRITE_CHUNK = 2_048  # rows per INSERT/UPDATE round and vectors read back from the spool at a time
 
 
 class SyncFailed(RuntimeError):
@@ -102,8 +110,8 @@ def sync_catalog(
 
         with clock("embed"):
             new_vectors, result.embedded = _vectors_for(plan.to_embed, embedder, vectors)
-        points = [_point(catalog_id, e, embedder.model_id, new_vectors[e.content_hash]) for e in plan.to_embed]
-        _write(store, catalog_id, plan, points, _Versions(embedder, result.collection, new_vectors), hooks, result)
+        with new_vectors:
+            _write(store, catalog_id, plan, _Versions(embedder, result.collection, new_vectors), hooks, result)
     return result
 
 
@@ -119,7 +127,7 @@ def remove_rejected(store, catalog_id: str, hooks: Hooks | None = None) -> SyncR
         plan.unchanged = len(rows) - len(plan.deletes)
         result.unchanged = plan.unchanged
         if not plan.is_empty:
-            _write(store, catalog_id, plan, [], None, hooks, result)
+            _write(store, catalog_id, plan, None, hooks, result)
     return result
 
 
@@ -129,18 +137,70 @@ class _Versions:
 
     embedder: Embedder
     collection: str
-    vectors: Mapping[str, np.ndarray]
+    vectors: _VectorSpool
 
 
-def _write(
-    store, catalog_id: str, plan: Plan, points: Sequence[Point], versions: _Versions | None, hooks: Hooks, result: SyncResult
-) -> None:
+class _VectorSpool:
+    """New vectors by content hash: precomputed ones (by the embedding asset) as given, the others in
+    a temporary file of float32 rows, read back a chunk at a time."""
+
+    def __init__(self, precomputed: Mapping[str, np.ndarray] | None):
+        self._precomputed = precomputed or {}
+        self._rows: dict[str, int] = {}
+        self._file = tempfile.TemporaryFile(prefix="dq_vectors_")
+        self._dimension = 0
+        self._count = 0
+
+    def add(self, hashes: Sequence[str], vectors: np.ndarray) -> None:
+        block = np.ascontiguousarray(vectors, dtype="<f4")
+        if not self._dimension:
+            self._dimension = block.shape[1]
+        if block.shape != (len(hashes), self._dimension):
+            raise ValueError(f"the embedder returned vectors of shape {block.shape} for {len(hashes)} texts")
+        os.pwrite(self._file.fileno(), block.tobytes(), self._count * self._dimension * 4)
+        for offset, content_hash in enumerate(hashes):
+            self._rows[content_hash] = self._count + offset
+        self._count += len(hashes)
+
+    def many(self, hashes: Sequence[str]) -> list[np.ndarray]:
+        """The vectors of these content hashes, in order."""
+        found: list[np.ndarray | None] = [self._precomputed.get(h) for h in hashes]
+        spooled = [(i, self._rows[h]) for i, h in enumerate(hashes) if found[i] is None]
+        if spooled:
+            low, high = min(r for _, r in spooled), max(r for _, r in spooled)
+            row_bytes = self._dimension * 4
+            if high - low < 4 * len(spooled) + 64:  # rows are written in plan order: read one span
+                span = self._read(low * row_bytes, (high - low + 1) * row_bytes).reshape(-1, self._dimension)
+                for i, row in spooled:
+                    found[i] = span[row - low]
+            else:
+                for i, row in spooled:
+                    found[i] = self._read(row * row_bytes, row_bytes)
+        return found  # type: ignore[return-value]
+
+    def _read(self, offset: int, size: int) -> np.ndarray:
+        data = os.pread(self._file.fileno(), size, offset)
+        if len(data) != size:
+            raise RuntimeError("the vector spool file is shorter than written")
+        return np.frombuffer(data, dtype="<f4")
+
+    def __enter__(self) -> _VectorSpool:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._file.close()
+
+
+def _write(store, catalog_id: str, plan: Plan, versions: _Versions | None, hooks: Hooks, result: SyncResult) -> None:
     """Journal, then the two phases in one transaction, then retirement (under the catalog lock)."""
     engine, index = store.engine, store.index
     clock = _Clock(result.durations)
-    retired = _retired_points(plan, {p.payload["entry_key"]: p.id for p in points})
-    new_points = {versions.collection: [p.id for p in points]} if versions and points else {}
-    if versions and points:
+    todo = plan.to_embed if versions else []
+    model_id = versions.embedder.model_id if versions else ""
+    ids = {e.key: point_id(catalog_id, e.key, e.content_hash, model_id) for e in todo}  # known before any vector
+    retired = _retired_points(plan, ids)
+    new_points = {versions.collection: list(ids.values())} if versions and ids else {}
+    if versions and ids:
         index.ensure_collection(versions.collection, versions.embedder.dimension)
 
     run_id = str(uuid.uuid4())
@@ -149,9 +209,10 @@ def _write(
     with clock("write"):
         try:
             with engine.execution_options(**WRITE).begin() as conn:
-                _apply(conn, catalog_id, plan, points, versions, run_id)
+                _apply(conn, catalog_id, plan, ids, versions, run_id)
                 hooks("pg_flushed")
-                if versions and points:
+                if versions and ids:
+                    points = _points(catalog_id, todo, versions)
                     index.upsert(versions.collection, points, on_batch=lambda n: hooks("qdrant_batch", batch=n))
                 hooks("qdrant_written")
                 journal.mark_committed(conn, run_id)
@@ -191,14 +252,25 @@ def _compensate(store, run_id: str, catalog_id: str) -> str | None:
 
 def _vectors_for(
     todo: Sequence[Entry], embedder: Embedder, precomputed: Mapping[str, np.ndarray] | None
-) -> tuple[dict[str, np.ndarray], int]:
-    """Vectors by content hash; only content not already embedded (by the embedding asset) is encoded."""
-    found = {e.content_hash: precomputed[e.content_hash] for e in todo if precomputed and e.content_hash in precomputed}
-    missing = list({e.content_hash: e.text for e in todo if e.content_hash not in found}.items())
-    if missing:
-        encoded = embedder.embed([text for _, text in missing])
-        found.update({h: encoded[i] for i, (h, _) in enumerate(missing)})
-    return found, len(missing)
+) -> tuple[_VectorSpool, int]:
+    """Vectors by content hash; only content not already embedded (by the embedding asset) is encoded,
+    chunk by chunk into the spool."""
+    spool = _VectorSpool(precomputed)
+    try:
+        missing = list({e.content_hash: e.text for e in todo if not (precomputed and e.content_hash in precomputed)}.items())
+        for chunk in chunks(missing, EMBED_CHUNK):
+            spool.add([h for h, _ in chunk], embedder.embed([text for _, text in chunk]))
+    except BaseException:
+        spool.__exit__()
+        raise
+    return spool, len(missing)
+
+
+def _points(catalog_id: str, todo: Sequence[Entry], versions: _Versions) -> Iterator[Point]:
+    """The new points, built a chunk at a time from the spooled vectors."""
+    for chunk in chunks(todo, WRITE_CHUNK):
+        for entry, vector in zip(chunk, versions.vectors.many([e.content_hash for e in chunk]), strict=True):
+            yield _point(catalog_id, entry, versions.embedder.model_id, vector)
 
 
 def _point(catalog_id: str, entry: Entry, model_id: str, vector: np.ndarray) -> Point:
@@ -215,12 +287,11 @@ def _retired_points(plan: Plan, new_ids: Mapping[str, str]) -> dict[str, list[st
     return dict(retired)
 
 
-def _apply(conn: Connection, catalog_id: str, plan: Plan, points: Sequence[Point], versions: _Versions | None, run_id: str) -> None:
-    """Phase 1: the whole catalog change in one transaction (I3)."""
+def _apply(conn: Connection, catalog_id: str, plan: Plan, ids: Mapping[str, str], versions: _Versions | None, run_id: str) -> None:
+    """Phase 1: the whole catalog change in one transaction (I3), written a chunk of rows at a time."""
     now = datetime.now(UTC)
-    ids = {p.payload["entry_key"]: p.id for p in points}
 
-    def row(entry: Entry) -> dict[str, object]:
+    def row(entry: Entry, vector: np.ndarray) -> dict[str, object]:
         assert versions is not None
         return {
             "kind": entry.kind,
@@ -229,7 +300,7 @@ def _apply(conn: Connection, catalog_id: str, plan: Plan, points: Sequence[Point
             "content_hash": entry.content_hash,
             "model": versions.embedder.model_id,
             "dimension": versions.embedder.dimension,
-            "vector": np.asarray(versions.vectors[entry.content_hash], dtype="<f4").tobytes(),
+            "vector": np.asarray(vector, dtype="<f4").tobytes(),
             "collection": versions.collection,
             "point_id": ids[entry.key],
             "status": ACTIVE,  # changed content re-enters review as active
@@ -239,15 +310,24 @@ def _apply(conn: Connection, catalog_id: str, plan: Plan, points: Sequence[Point
             "updated_at": now,
         }
 
-    if plan.inserts:
-        conn.execute(insert(entries), [{"catalog_id": catalog_id, "entry_key": e.key, **row(e)} for e in plan.inserts])
+    def vectors(chunk: Sequence[Entry]) -> list[np.ndarray]:
+        assert versions is not None
+        return versions.vectors.many([e.content_hash for e in chunk])
+
+    for chunk in chunks(plan.inserts, WRITE_CHUNK):
+        rows = [{"catalog_id": catalog_id, "entry_key": e.key, **row(e, v)} for e, v in zip(chunk, vectors(chunk), strict=True)]
+        conn.execute(insert(entries), rows)
     if plan.updates:
+        first = plan.updates[0][0]
         statement = (
             update(entries)
             .where(and_(entries.c.catalog_id == bindparam("b_catalog"), entries.c.entry_key == bindparam("b_key")))
-            .values({name: bindparam(name) for name in row(plan.updates[0][0])})
+            .values({name: bindparam(name) for name in row(first, vectors([first])[0])})
         )
-        conn.execute(statement, [{"b_catalog": catalog_id, "b_key": e.key, **row(e)} for e, _ in plan.updates])
+        for pairs in chunks(plan.updates, WRITE_CHUNK):
+            chunk = [e for e, _ in pairs]
+            rows = [{"b_catalog": catalog_id, "b_key": e.key, **row(e, v)} for e, v in zip(chunk, vectors(chunk), strict=True)]
+            conn.execute(statement, rows)
     keys = [r.entry_key for r in plan.deletes]
     for start in range(0, len(keys), 1000):
         chunk = keys[start : start + 1000]

@@ -57,10 +57,11 @@ class SyncedStore:
         collection_prefix: str = "dq",
         upsert_batch_size: int = 256,
         lock_timeout_s: float = 600.0,
+        embedded_engine: str = "local",
     ) -> SyncedStore:
         engine = open_record(database_url)
         try:
-            client = open_qdrant(qdrant_url, qdrant_api_key, qdrant_path)
+            client = open_qdrant(qdrant_url, qdrant_api_key, qdrant_path, embedded_engine=embedded_engine)
         except BaseException:
             engine.dispose()
             raise
