@@ -6,6 +6,9 @@ from pathlib import Path
 
 from .entry import CatalogError
 
+# UTF-32 first: its little-endian mark starts with UTF-16's.
+_WIDE_BOMS = ((b"\xff\xfe\x00\x00", "UTF-32"), (b"\x00\x00\xfe\xff", "UTF-32"), (b"\xff\xfe", "UTF-16"), (b"\xfe\xff", "UTF-16"))
+
 
 def line_of_offset(data: bytes, offset: int) -> int:
     return data.count(b"\n", 0, offset) + 1
@@ -17,6 +20,9 @@ def read_text(path: Path, display: str) -> str:
     CRLF is normalised to LF so every format parses a Windows-edited file like its original.
     """
     data = path.read_bytes()
+    for bom, encoding in _WIDE_BOMS:
+        if data.startswith(bom):  # its NUL bytes would otherwise be reported as "not a text file"
+            raise CatalogError.single(display, "line 1", f"{encoding} text (byte-order mark): save the file as UTF-8")
     nul = data.find(b"\x00")
     if nul >= 0:
         raise CatalogError.single(

@@ -64,10 +64,30 @@ def finish(engine: Engine, index: QdrantIndex, run_id: str) -> str | None:
 
     Raises if Qdrant (or PostgreSQL) is unreachable: the row then stays for the next run.
     """
+    if engine.dialect.name == "postgresql":
+        # Hold the row (FOR UPDATE) from reading its phase to deleting it. Its run may still be alive
+        # if that run's lock was lost (its session ended) and this run got the lock: if it is
+        # committing, its data transaction holds the row, so this waits for the commit and finishes
+        # the row as committed instead of deleting live points as a dead run's leftovers (I1); if it
+        # has not reached its commit yet, it finds its row gone and rolls back.
+        with engine.execution_options(**WRITE).begin() as conn:
+            row = conn.execute(select(journal).where(journal.c.run_id == run_id).with_for_update()).first()
+            if row is None:
+                return None
+            _remove_leftovers(engine, index, row)
+            conn.execute(delete(journal).where(journal.c.run_id == run_id))
+        return row.phase
     with engine.connect() as conn:
         row = conn.execute(select(journal).where(journal.c.run_id == run_id)).first()
     if row is None:
         return None
+    _remove_leftovers(engine, index, row)
+    with engine.execution_options(**WRITE).begin() as conn:
+        conn.execute(delete(journal).where(journal.c.run_id == run_id))
+    return row.phase
+
+
+def _remove_leftovers(engine: Engine, index: QdrantIndex, row: Any) -> None:
     if row.phase == PENDING:
         # The data never committed: delete what this run wrote, except points that committed rows
         # use (a force reindex rewrites those in place; they must stay).
@@ -81,9 +101,6 @@ def finish(engine: Engine, index: QdrantIndex, run_id: str) -> str | None:
             # the one mistake this protocol must never make (I1).
             keep = referenced_point_ids(engine, ids)
             index.delete(collection, [i for i in ids if i not in keep])
-    with engine.execution_options(**WRITE).begin() as conn:
-        conn.execute(delete(journal).where(journal.c.run_id == run_id))
-    return row.phase
 
 
 def recover(engine: Engine, index: QdrantIndex, catalog_id: str) -> int:

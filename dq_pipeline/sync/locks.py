@@ -14,11 +14,15 @@ from pathlib import Path
 
 from filelock import FileLock, Timeout
 from sqlalchemy import Engine, text
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import OperationalError, SQLAlchemyError
 
 
 class LockTimeout(RuntimeError):
     pass
+
+
+class LockLost(RuntimeError):
+    """The lock's database session ended while the run held it (the server released the lock)."""
 
 
 def _lock_key(catalog_id: str) -> int:
@@ -42,15 +46,30 @@ def _advisory_lock(engine: Engine, key: int, catalog_id: str, timeout_s: float) 
     released = False
     try:
         conn.execute(text("SELECT set_config('lock_timeout', :t, false)"), {"t": f"{int(timeout_s * 1000)}ms"})
+        # The lock lives exactly as long as this session, which sits idle while the run works on
+        # other connections: a server that ends idle sessions (idle_session_timeout, PostgreSQL 14+)
+        # must not end this one, or the lock silently goes with it.
+        conn.execute(text("SELECT set_config('idle_session_timeout', '0', false) WHERE current_setting('server_version_num')::int >= 140000"))
         try:
             conn.execute(text("SELECT pg_advisory_lock(:k)"), {"k": key})
         except OperationalError as exc:
             raise LockTimeout(f"catalog {catalog_id} is being synced by another run (waited {timeout_s:.0f}s)") from exc
+        failed = True
         try:
             yield
+            failed = False
         finally:
-            conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": key})
-            released = True
+            try:
+                conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": key})
+                released = True
+            except SQLAlchemyError as exc:
+                # The session ended during the run (terminated, server restart), and the server
+                # released the lock with it. A failed run's own error is what matters: never mask it.
+                if not failed:
+                    raise LockLost(
+                        f"the lock of catalog {catalog_id} was lost during the run (its database session ended): "
+                        "another run may have overlapped; check with `dq-pipeline verify`"
+                    ) from exc
     finally:
         if not released:
             # A pooled connection must never keep holding the lock: drop it instead of returning it.

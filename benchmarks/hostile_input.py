@@ -1,0 +1,63 @@
+"""Size limits of parsing: a million tiny rows, and a giant field, measured in a fresh process.
+
+    python benchmarks/hostile_input.py                 # 1,000,000 rows and a 5 MB description
+    python benchmarks/hostile_input.py --rows 200000   # a smaller run
+
+Prints, per case, the entries parsed, the seconds to parse and hash them, and the peak resident
+memory of the process that did it (`ru_maxrss`). The CI test (test_hostile_input.py) runs 100,000
+rows with bounds; this is the full-size figure recorded in docs/RELIABILITY.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+
+MEASURE = r"""
+import json, resource, sys, time
+sys.path.insert(0, sys.argv[3])
+from pathlib import Path
+from dq_pipeline.catalog import load_catalog
+started = time.perf_counter()
+entries = load_catalog(Path(sys.argv[1]), sys.argv[2])
+parsed = time.perf_counter() - started
+hashes = {e.content_hash for e in entries}
+print(json.dumps({"entries": len(entries), "unique_hashes": len(hashes), "parse_s": round(parsed, 1),
+                  "parse_and_hash_s": round(time.perf_counter() - started, 1),
+                  "max_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)}))
+"""
+
+
+def measure(root: Path, catalog_id: str) -> dict:
+    done = subprocess.run([sys.executable, "-c", MEASURE, str(root), catalog_id, str(REPO)], capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        return {"error": done.stderr.strip().splitlines()[-1]}
+    return json.loads(done.stdout)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rows", type=int, default=1_000_000)
+    parser.add_argument("--field-mb", type=int, default=5)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="dq_hostile_") as tmp:
+        root = Path(tmp)
+        with (root / "many.csv").open("w", encoding="utf-8") as handle:
+            handle.write("table,column\n")
+            handle.writelines(f"t{i // 100},c{i}\n" for i in range(args.rows))
+        size_mb = (root / "many.csv").stat().st_size / 1e6
+        many = measure(root, "many")
+        print(f"{args.rows:,} tiny rows ({size_mb:.1f} MB CSV): {json.dumps(many)}")
+        giant = "lorem ipsum dolor sit amet " * (args.field_mb * 1024 * 1024 // 27)
+        (root / "giant.jsonl").write_text(json.dumps({"key": "huge", "description": giant}) + "\n", encoding="utf-8")
+        print(f"one {args.field_mb} MB description: {json.dumps(measure(root, 'giant'))}")
+
+
+if __name__ == "__main__":
+    main()
