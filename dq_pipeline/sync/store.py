@@ -110,9 +110,12 @@ class SyncedStore:
         return protocol.remove_rejected(self, catalog_id, hooks)
 
     def catalogs_with_rejections(self) -> list[str]:
+        """Catalogs holding rejected rows, and those with journal rows: a cleanup killed after its
+        commit has no rejected rows left, only its journal row, and the next cleanup must finish it."""
         with self.engine.connect() as conn:
-            query = select(entries.c.catalog_id).where(entries.c.status == REJECTED).distinct()
-            return sorted(conn.scalars(query))
+            rejected = set(conn.scalars(select(entries.c.catalog_id).where(entries.c.status == REJECTED).distinct()))
+            unfinished = set(conn.scalars(select(journal.c.catalog_id).distinct()))
+            return sorted(rejected | unfinished)
 
     def search(self, embedder: Embedder, query: str, *, catalog_id: str | None = None, limit: int = 10) -> list[search.Hit]:
         return search.search(self, embedder, query, catalog_id=catalog_id, limit=limit)
