@@ -30,8 +30,16 @@ def machine() -> dict[str, Any]:
 
 
 def peak_rss_mib() -> float:
-    """Peak resident memory of this process so far (Linux reports KiB)."""
-    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+    """Peak resident memory of this process so far, in MiB.
+
+    VmHWM rather than ru_maxrss: Linux carries the launching process's peak into ru_maxrss across
+    exec, so a worker started from a large parent would report the parent's peak.
+    """
+    with open("/proc/self/status") as status:
+        kib = next((int(line.split()[1]) for line in status if line.startswith("VmHWM:")), None)
+    if kib is None:
+        kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return round(kib / 1024, 1)
 
 
 def run_worker(python: str, script: Path, spec: dict[str, Any], timeout: float = 7200) -> dict[str, Any]:
