@@ -533,3 +533,24 @@ def test_sample_crm_catalog_has_customer_email_column(catalog_dir: Path) -> None
     assert email.kind == "column"
     assert email.payload["table"] == "customers" and email.payload["column"] == "email"
     assert email.text.startswith("column customers.email (varchar(255)): ")
+
+
+def test_content_hash_is_unchanged_across_releases() -> None:
+    """Rows already stored carry these hashes: a different spelling would re-embed every catalog on upgrade."""
+    import datetime
+    import decimal
+
+    entries = [
+        Entry("a.b", "column", 't é"x', {"z": 1, "a": [1, {"q": None}], "d": datetime.date(2020, 1, 2), "m": decimal.Decimal("1.5")}),
+        Entry("k", "rule", "", {}),
+        Entry("k", "table", "x\n\u2028", {"n": float("nan")}),
+    ]
+    assert [e.content_hash for e in entries] == [
+        "c25d61ee5b5cd8e14f0ffe3bcf1f0bbb7f32bb8035dd6f6d031b85c805d22fce",
+        "ba18456158ed875075bee96404fb2da9e02b37279be128b53b89057e2ab5dfba",
+        "95666c0968cb2fd73e1aab0d0c950bfc4f2beb2c17bb235aaab4fc9a1ca9619e",
+    ]
+    # The payload is handed out as JSON values, a fresh copy each time (an entry is immutable).
+    assert entries[0].payload == {"a": [1, {"q": None}], "d": "2020-01-02", "m": "1.5", "z": 1}
+    entries[0].payload["z"] = 2
+    assert entries[0].payload["z"] == 1

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import sys
 from collections.abc import Mapping
-from dataclasses import dataclass, field
-from functools import cached_property
+from dataclasses import dataclass
 from typing import Any
 
 
@@ -15,24 +15,43 @@ def canonical_json(value: Any) -> str:
     return json.dumps(value, sort_keys=True, ensure_ascii=False, separators=(",", ":"), default=str)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True, init=False)
 class Entry:
     """A parsed catalog entry.
 
     `location` says where the entry came from (``file:line`` or a record path) for error
     messages; it is not part of the content hash, so moving a row inside its file re-embeds nothing.
+
+    A sync holds every entry of a catalog at once (a million-row catalog is a million of these), so
+    an entry is kept compact: slots, the payload as its canonical JSON text (decoded on access),
+    and the content hash computed once, here.
     """
 
     key: str
     kind: str
     text: str
-    payload: Mapping[str, Any] = field(default_factory=dict)
-    location: str = ""
+    payload_json: str
+    location: str
+    content_hash: str
 
-    @cached_property
-    def content_hash(self) -> str:
-        body = canonical_json({"kind": self.kind, "text": self.text, "payload": self.payload})
-        return hashlib.sha256(body.encode("utf-8")).hexdigest()
+    def __init__(self, key: str, kind: str, text: str, payload: Mapping[str, Any] | None = None, location: str = ""):
+        payload_json = canonical_json(dict(payload or {}))
+        # Byte for byte canonical_json({"kind", "payload", "text"}): the hashes of existing rows stay valid.
+        body = f'{{"kind":{canonical_json(kind)},"payload":{payload_json},"text":{canonical_json(text)}}}'
+        for name, value in (
+            ("key", key),
+            ("kind", sys.intern(kind)),  # a handful of distinct kinds, shared by every entry
+            ("text", text),
+            ("payload_json", payload_json),
+            ("location", location),
+            ("content_hash", hashlib.sha256(body.encode("utf-8")).hexdigest()),
+        ):
+            object.__setattr__(self, name, value)
+
+    @property
+    def payload(self) -> dict[str, Any]:
+        """A fresh copy of the payload, as JSON values."""
+        return json.loads(self.payload_json)
 
 
 @dataclass(frozen=True)
