@@ -13,10 +13,16 @@ Scenarios, run in this order on the same stores (each one starts from the state 
 Baselines: `encode` = the embedder alone on the same texts (the floor; run in the `fresh` slot);
 `naive` = the original recipe (per-row flush, one Qdrant upsert per entry, PG commit at the end).
 
+Qdrant engines: `edge` and `local` are embedded (in the measured process); `rest` is qdrant-client's
+HTTP path to a server in another process, the production layout, so the peak RSS reported is the
+pipeline's alone. No Qdrant server binary exists on these machines: `rest` serves the REST API from
+the test suite's in-memory stand-in (dq_pipeline_tests/fake_qdrant.py), one per configuration and
+round. Its seconds say nothing about a real server's speed; its memory figure is the point.
+
 Examples (PostgreSQL server at 127.0.0.1:5432, user postgres, trust):
   python benchmarks/bench_sync.py --size 10000 --repeat 3                       # real model
   python benchmarks/bench_sync.py --size 1000000 --model hashing:64 --repeat 1 \\
-      --systems dq --backends pg --scenarios fresh,unchanged,changed1
+      --systems dq --backends pg --engines edge,rest --scenarios fresh,unchanged,changed1
 """
 
 from __future__ import annotations
@@ -24,6 +30,8 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
+import socket
+import subprocess
 import sys
 import tempfile
 import time
@@ -48,6 +56,30 @@ def catalog(size: int, seed: int, scenario: str) -> Iterator[synthetic.Synthetic
     for i, e in enumerate(synthetic.entries(size, seed)):
         if i not in removed:
             yield synthetic.changed(e) if i in edited else e
+
+
+def _start_rest_qdrant(servers: list[subprocess.Popen]) -> str:
+    """The REST stand-in in its own process (the test suite's fake server), on a free port."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    repo = Path(__file__).resolve().parent.parent
+    servers.append(subprocess.Popen([sys.executable, "-m", "dq_pipeline_tests.fake_qdrant", "--port", str(port)], cwd=repo,
+                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+    for _ in range(200):
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return f"http://127.0.0.1:{port}"
+        except OSError:
+            time.sleep(0.05)
+    raise SystemExit("the REST Qdrant stand-in did not start")
+
+
+def _stop(servers: list[subprocess.Popen]) -> None:
+    for server in servers:
+        server.kill()
+        server.wait()
+    servers.clear()
 
 
 def database_url(spec: dict[str, Any]) -> str:
@@ -94,8 +126,8 @@ def _dq_worker(spec: dict[str, Any]) -> dict[str, Any]:
     embedder, load_s = _load(spec)
     started = time.perf_counter()
     store = SyncedStore.open(
-        database_url(spec), qdrant_path=f"{spec['workdir']}/qdrant", embedded_engine=spec["engine"],
-        upsert_batch_size=spec["batch"],
+        database_url(spec), qdrant_url=spec.get("qdrant_url"), qdrant_path=None if spec.get("qdrant_url") else f"{spec['workdir']}/qdrant",
+        embedded_engine=spec["engine"], upsert_batch_size=spec["batch"],
     )
     open_s = time.perf_counter() - started
     out: dict[str, Any] = {"load_s": load_s, "open_s": open_s}
@@ -163,7 +195,8 @@ def _naive_worker(spec: dict[str, Any]) -> dict[str, Any]:
     engine = create_engine(normalise_url(database_url(spec)))
     base.metadata.create_all(engine)
     started = time.perf_counter()
-    client = open_qdrant(None, None, f"{spec['workdir']}/qdrant", embedded_engine=spec["engine"])
+    url = spec.get("qdrant_url")
+    client = open_qdrant(url, None, None if url else f"{spec['workdir']}/qdrant", embedded_engine=spec["engine"])
     open_s = time.perf_counter() - started
     collection = "naive"
     if not client.collection_exists(collection):
@@ -210,7 +243,7 @@ def main() -> None:
     parser.add_argument("--model", default="default", help="'default' (all-MiniLM-L6-v2) or 'hashing:64' (fake, fast)")
     parser.add_argument("--systems", default="encode,dq,naive", help="comma list of encode, dq, naive")
     parser.add_argument("--backends", default="pg,sqlite", help="record store(s): pg, sqlite (both with embedded Qdrant)")
-    parser.add_argument("--engines", default="auto", help="embedded Qdrant engine(s): auto, edge, local (comma list)")
+    parser.add_argument("--engines", default="auto", help="Qdrant engine(s): auto, edge, local (embedded), rest (another process; comma list)")
     parser.add_argument("--scenarios", default=",".join(SCENARIOS), help="comma list, in order")
     parser.add_argument("--repeat", type=int, default=3, help="rounds (medians are reported)")
     parser.add_argument("--seed", type=int, default=42)
@@ -232,9 +265,13 @@ def main() -> None:
     common.log(f"machine: {info}")
     samples: list[dict[str, Any]] = []
     root = Path(tempfile.mkdtemp(prefix="dq_bench_"))
+    servers: list[subprocess.Popen] = []
     try:
         for rnd in range(args.repeat):
+            _stop(servers)
             for number, config in enumerate(configs):  # fresh state for every configuration
+                if config["engine"] == "rest":
+                    config["qdrant_url"] = _start_rest_qdrant(servers)
                 config["workdir"] = str(root / f"r{rnd}c{number}")
                 shutil.rmtree(config["workdir"], ignore_errors=True)
                 Path(config["workdir"]).mkdir(parents=True)
@@ -255,6 +292,7 @@ def main() -> None:
                     if "error" in result and scenario == "fresh" and config["system"] != "encode":
                         raise SystemExit(f"fresh sync failed: {result['error']}")
     finally:
+        _stop(servers)
         shutil.rmtree(root, ignore_errors=True)
     common.save(args.json_out, {"machine": info, "args": vars(args), "samples": samples})
     print(table(samples, info, args))
