@@ -222,7 +222,7 @@ def search(query: str, catalog_id: str | None, limit: int, as_json: bool) -> Non
     settings = Settings.from_env()
     if not click.get_current_context().find_root().obj["verbose"]:
         _quiet_model_loading()
-    embedder = load_embedder(settings.embedding_model)
+    embedder = load_embedder(settings.embedding_model, backend=settings.embedding_backend)
     with _open_store(settings) as store:
         hits = store.search(embedder, query, catalog_id=catalog_id, limit=limit)
 
@@ -301,6 +301,9 @@ def main() -> None:
     except click.ClickException as exc:
         click.echo(f"error: {exc.format_message()}", err=True)
         sys.exit(EXIT_USAGE if exc.exit_code == 2 else exc.exit_code)
+    except ConfigError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(EXIT_USAGE)
 
     except SystemExit:
         raise

@@ -30,7 +30,7 @@ def _env(name: str) -> EnvVar | None:
 def resources_from_env() -> dict[str, Any]:
     return {
         "catalog_folder": CatalogFolder(catalog_dir=_env("DQ_CATALOG_DIR")),
-        "embedder": EmbedderResource(model=_env("DQ_EMBEDDING_MODEL")),
+        "embedder": EmbedderResource(model=_env("DQ_EMBEDDING_MODEL"), backend=_env("DQ_EMBEDDING_BACKEND")),
         "store": SyncedStoreResource(
             database_url=_env("DQ_DATABASE_URL"),
             qdrant_url=_env("DQ_QDRANT_URL"),
@@ -46,7 +46,7 @@ def resources_for(settings: Settings) -> dict[str, Any]:
     """Resources bound to resolved settings (the CLI and tests: no dependence on later env changes)."""
     return {
         "catalog_folder": CatalogFolder(catalog_dir=str(settings.catalog_dir)),
-        "embedder": EmbedderResource(model=settings.embedding_model or None),
+        "embedder": EmbedderResource(model=settings.embedding_model or None, backend=settings.embedding_backend),
         "store": SyncedStoreResource(
             database_url=settings.database_url,
             qdrant_url=settings.qdrant_url,

@@ -22,6 +22,7 @@ class Settings:
     qdrant_path: str | None
     embedding_model: str
     qdrant_engine: str = "local"  # the embedded store: "local" (qdrant-client local mode) or "edge"
+    embedding_backend: str = "torch"  # "torch" or, opt-in, "onnx" (ONNX Runtime fp32: same vectors, faster)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: str | None) -> Settings:
@@ -41,4 +42,13 @@ class Settings:
             qdrant_path=None if qdrant_url else get("DQ_QDRANT_PATH", overrides.get("qdrant_path")) or str((data_dir / "qdrant").resolve()),
             embedding_model=get("DQ_EMBEDDING_MODEL", overrides.get("embedding_model")) or "",
             qdrant_engine=get("DQ_QDRANT_ENGINE", overrides.get("qdrant_engine")) or "local",
+            embedding_backend=embedding_backend(get("DQ_EMBEDDING_BACKEND", overrides.get("embedding_backend"))),
         )
+
+
+def embedding_backend(value: str | None) -> str:
+    """DQ_EMBEDDING_BACKEND: torch (default) or onnx."""
+    backend = (value or "").strip().lower() or "torch"
+    if backend not in ("torch", "onnx"):
+        raise ConfigError(f"DQ_EMBEDDING_BACKEND={value!r} is not a backend: use torch (the default) or onnx")
+    return backend

@@ -158,7 +158,9 @@ def catalog_index(
     store: SyncedStoreResource,
 ) -> MaterializeResult:
     catalog_id = context.partition_key
-    lazy = LazyEmbedder(embedder.model_name(), catalog_embeddings["model_id"], catalog_embeddings["dimension"], embedder.batch_size)
+    lazy = LazyEmbedder(
+        embedder.model_name(), catalog_embeddings["model_id"], catalog_embeddings["dimension"], embedder.batch_size, embedder.backend_name()
+    )
     with store.open() as synced:
         try:
             result = synced.sync(catalog_id, catalog_entries, lazy, force=config.force, vectors=catalog_embeddings["vectors"])

@@ -127,7 +127,7 @@ def remove_catalog_data(
     with store.open() as synced:
         dimension = stored_dimension(synced.engine, model_id) or FALLBACK_DIMENSION
         # Removal writes no vector: the lazy embedder only names the model; it would load it only to embed.
-        lazy = LazyEmbedder(embedder.model_name(), model_id, dimension, embedder.batch_size)
+        lazy = LazyEmbedder(embedder.model_name(), model_id, dimension, embedder.batch_size, embedder.backend_name())
         try:
             result = synced.remove_catalog(catalog_id, lazy)
         except SyncFailed as exc:

@@ -32,20 +32,25 @@ class CatalogFolder(ConfigurableResource):
 
 
 class EmbedderResource(ConfigurableResource):
-    """sentence-transformers model (DQ_EMBEDDING_MODEL; default: the bundled all-MiniLM-L6-v2, offline)."""
+    """sentence-transformers model (DQ_EMBEDDING_MODEL; default: the bundled all-MiniLM-L6-v2, offline)
+    run by torch or ONNX Runtime (DQ_EMBEDDING_BACKEND; default torch)."""
 
     model: str | None = Field(default=None, description="Local path or hub name; empty = bundled all-MiniLM-L6-v2.")
     batch_size: int = Field(default=64, description="Texts per encode batch.")
+    backend: str | None = Field(default=None, description="torch (default) or onnx (ONNX Runtime fp32, same vectors; the [onnx] extra).")
 
     def model_name(self) -> str:
         return Settings.from_env(embedding_model=self.model).embedding_model
+
+    def backend_name(self) -> str:
+        return Settings.from_env(embedding_backend=self.backend).embedding_backend
 
     def model_id(self) -> str:
         """The model's id without loading it."""
         return resolve_model(self.model_name())[1]
 
     def load(self) -> Embedder:
-        return load_embedder(self.model_name(), self.batch_size)
+        return load_embedder(self.model_name(), self.batch_size, backend=self.backend_name())
 
 
 class SyncedStoreResource(ConfigurableResource):

