@@ -7,6 +7,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from .embedding.embedder import resolve_backend
+
 
 class ConfigError(ValueError):
     """A setting has a value that cannot work; the CLI reports it as a usage error (exit 2)."""
@@ -48,7 +50,7 @@ class Settings:
 
 def embedding_backend(value: str | None) -> str:
     """DQ_EMBEDDING_BACKEND: torch (default) or onnx."""
-    backend = (value or "").strip().lower() or "torch"
-    if backend not in ("torch", "onnx"):
-        raise ConfigError(f"DQ_EMBEDDING_BACKEND={value!r} is not a backend: use torch (the default) or onnx")
-    return backend
+    try:
+        return resolve_backend(value)
+    except ValueError:
+        raise ConfigError(f"DQ_EMBEDDING_BACKEND={value!r} is not a backend: use torch (the default) or onnx") from None
