@@ -23,6 +23,11 @@ into the temp dir first.
 
 On any failure a ``RuntimeError`` explaining what was tried is raised; whether
 that skips or fails the tests (``DQ_REQUIRE_POSTGRES``) is the conftest's call.
+
+``throwaway_server()`` is a context manager yielding a ``ThrowawayServer`` of its own (always a new
+server as in 2., whatever ``DQ_TEST_DATABASE_URL`` says), for tests that stop and restart the
+server itself: ``restart()``, ``stop()`` and ``start()`` run that install's ``pg_ctl`` as the
+server's OS user, on the same data directory and port.
 """
 
 from __future__ import annotations
@@ -32,6 +37,7 @@ import importlib.util
 import os
 import re
 import secrets
+import shlex
 import shutil
 import signal
 import socket
@@ -47,7 +53,7 @@ import psycopg
 from psycopg import sql
 from sqlalchemy.engine import URL, make_url
 
-__all__ = ["provide_postgres_url"]
+__all__ = ["ThrowawayServer", "provide_postgres_url", "throwaway_server"]
 
 ENV_DATABASE_URL = "DQ_TEST_DATABASE_URL"
 ENV_OS_USER = "DQ_TEST_PG_OS_USER"
@@ -64,6 +70,11 @@ _ACCEPTED_DRIVERS = {"postgresql", "postgres", "postgresql+psycopg", "postgresql
 def provide_postgres_url() -> contextlib.AbstractContextManager[str]:
     """Context manager yielding the SQLAlchemy URL of a fresh, empty database; see the module docstring."""
     return _provide_postgres_url()
+
+
+def throwaway_server() -> contextlib.AbstractContextManager[ThrowawayServer]:
+    """Context manager yielding a new server of this test's own, stopped and deleted on exit."""
+    return _throwaway_server()
 
 
 @contextlib.contextmanager
@@ -323,12 +334,58 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
     proc.wait(timeout=10)
 
 
+class ThrowawayServer:
+    """A running throwaway server: its admin URL, and pg_ctl to stop, start and restart it in place."""
+
+    def __init__(
+        self, admin: URL, bindir: Path, data: Path, options: list[str], env: dict[str, str], run_as: dict[str, Any]
+    ) -> None:
+        self.admin = admin
+        self.admin_url = _sqlalchemy_url(admin)  # superuser, database ``postgres``
+        self._bindir, self._data, self._options, self._env, self._run_as = bindir, data, options, env, run_as
+        self._log = data.parent / "pg_ctl.log"  # created by the server's OS user, which must append to it
+        self.daemonized = False  # True once pg_ctl started a postmaster (no longer our child process)
+
+    def restart(self) -> None:
+        """``pg_ctl restart -m fast -w``: every session ends; returns once the server accepts connections."""
+        self._pg_ctl("restart", "-m", "fast", "-w", "-t", "60", "-l", str(self._log))
+        self.daemonized = True
+
+    def stop(self) -> None:
+        """``pg_ctl stop -m fast -w``: returns once the server is down."""
+        self._pg_ctl("stop", "-m", "fast", "-w", "-t", "60")
+
+    def start(self) -> None:
+        """``pg_ctl start -w`` with the original options (same port); returns once it accepts connections."""
+        self._pg_ctl("start", "-w", "-t", "60", "-l", str(self._log), "-o", shlex.join(self._options))
+        self.daemonized = True
+
+    def _pg_ctl(self, *args: str) -> None:
+        try:
+            subprocess.run(
+                [str(self._bindir / "pg_ctl"), "-D", str(self._data), *args],
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                env=self._env,
+                cwd=self._data.parent,
+                umask=0o077,
+                timeout=90,
+                check=True,
+                **self._run_as,
+            )
+        except subprocess.CalledProcessError as exc:
+            out = (exc.stdout or b"").decode(errors="replace").strip()[-2000:]
+            raise RuntimeError(f"pg_ctl {args[0]} failed (exit {exc.returncode}): {out}\n{_tail(self._log)}") from None
+
+
 @contextlib.contextmanager
-def _server_from_install(install: Path, deadline: _Deadline) -> Iterator[URL]:
-    """Runs a throwaway PostgreSQL from ``install``; yields the admin URL (superuser, db ``postgres``)."""
+def _server_from_install(install: Path, deadline: _Deadline) -> Iterator[ThrowawayServer]:
+    """Runs a throwaway PostgreSQL from ``install``; yields it (``.admin``: superuser, db ``postgres``)."""
     user = _os_user()
     tmp = Path(tempfile.mkdtemp(prefix="dq_pg_", dir=_base_temp_dir(for_others=user is not None)))
     proc: subprocess.Popen[bytes] | None = None
+    server: ThrowawayServer | None = None
     try:
         if user is not None:
             os.chown(tmp, user[0], user[1])
@@ -380,25 +437,23 @@ def _server_from_install(install: Path, deadline: _Deadline) -> Iterator[URL]:
             listen = "127.0.0.1" if port is not None else ""
             port = port or 5432  # with TCP impossible, the port only names the socket file
             host = "127.0.0.1" if listen else sock_dir
+            options = [
+                "-p",
+                str(port),
+                "-c",
+                f"listen_addresses={listen}",
+                "-c",
+                f"unix_socket_directories={sock_dir}",
+                "-c",
+                "fsync=off",
+                "-c",
+                "synchronous_commit=off",
+                "-c",
+                "full_page_writes=off",
+            ]
             with log.open("ab") as log_file:
                 proc = subprocess.Popen(
-                    [
-                        str(bindir / "postgres"),
-                        "-D",
-                        str(data),
-                        "-p",
-                        str(port),
-                        "-c",
-                        f"listen_addresses={listen}",
-                        "-c",
-                        f"unix_socket_directories={sock_dir}",
-                        "-c",
-                        "fsync=off",
-                        "-c",
-                        "synchronous_commit=off",
-                        "-c",
-                        "full_page_writes=off",
-                    ],
+                    [str(bindir / "postgres"), "-D", str(data), *options],
                     stdin=subprocess.DEVNULL,
                     stdout=log_file,
                     stderr=subprocess.STDOUT,
@@ -425,10 +480,14 @@ def _server_from_install(install: Path, deadline: _Deadline) -> Iterator[URL]:
                 raise RuntimeError(f"postgres exited with code {proc.returncode}; log:\n{_tail(log)}")
         else:
             raise RuntimeError(f"could not bind a free port in 3 attempts; log:\n{_tail(log)}")
-        yield admin
+        server = ThrowawayServer(admin, bindir, data, options, env, run_as)
+        yield server
     finally:
         if proc is not None:
             _stop(proc)
+        if server is not None and server.daemonized and (data / "postmaster.pid").exists():
+            with contextlib.suppress(Exception):  # a postmaster pg_ctl started is not our child: stop it too
+                server._pg_ctl("stop", "-m", "immediate", "-w", "-t", "30")
         shutil.rmtree(tmp, ignore_errors=True)
 
 
@@ -454,7 +513,7 @@ def _database_on_throwaway_server() -> Iterator[str]:
             continue
         with contextlib.ExitStack() as stack:
             try:
-                admin = stack.enter_context(_server_from_install(install, deadline))
+                admin = stack.enter_context(_server_from_install(install, deadline)).admin
                 name = _new_database_name()
                 _create_database(admin, name)
             except Exception as exc:  # noqa: BLE001 - collected into the final error
@@ -468,3 +527,25 @@ def _database_on_throwaway_server() -> Iterator[str]:
         + "\n  - ".join(tried)
         + f"\nSet {ENV_DATABASE_URL}=postgresql://USER@HOST:PORT/DB (an admin URL) to use an existing server."
     )
+
+
+@contextlib.contextmanager
+def _throwaway_server() -> Iterator[ThrowawayServer]:
+    deadline = _Deadline(_startup_timeout())
+    tried: list[str] = []
+    for package in WHEEL_CANDIDATES:
+        install = _wheel_install_dir(package)
+        if install is None:
+            tried.append(f"{package}: not installed (or no bundled binaries)")
+            continue
+        with contextlib.ExitStack() as stack:
+            try:
+                server = stack.enter_context(_server_from_install(install, deadline))
+                if not (install / "bin" / "pg_ctl").is_file():
+                    raise RuntimeError("no pg_ctl among the bundled binaries")
+            except Exception as exc:  # noqa: BLE001 - collected into the final error
+                tried.append(f"{package} ({install}): {type(exc).__name__}: {exc}")
+                continue
+            yield server
+            return
+    raise RuntimeError("could not start a throwaway PostgreSQL server. Tried:\n  - " + "\n  - ".join(tried))
