@@ -11,6 +11,7 @@ import os
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
+from typing import NoReturn
 
 import pytest
 from sqlalchemy import create_engine
@@ -32,13 +33,18 @@ def postgres_url() -> Iterator[str]:
         manager = provide_postgres_url()
         url = manager.__enter__()
     except Exception as exc:
-        if os.environ.get("DQ_REQUIRE_POSTGRES") == "1":
-            pytest.fail(f"PostgreSQL is required (DQ_REQUIRE_POSTGRES=1) but unavailable: {exc}", pytrace=False)
-        pytest.skip(f"no PostgreSQL server available: {exc}")
+        postgres_unavailable(f"no PostgreSQL server available: {exc}")
     try:
         yield url
     finally:
         manager.__exit__(None, None, None)
+
+
+def postgres_unavailable(reason: str) -> NoReturn:
+    """Fail where PostgreSQL is required (DQ_REQUIRE_POSTGRES=1, as in .ci/run), skip elsewhere."""
+    if os.environ.get("DQ_REQUIRE_POSTGRES") == "1":
+        pytest.fail(f"PostgreSQL is required (DQ_REQUIRE_POSTGRES=1): {reason}", pytrace=False)
+    pytest.skip(reason)
 
 
 def reset_postgres(url: str) -> None:

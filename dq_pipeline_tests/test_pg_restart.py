@@ -18,7 +18,6 @@ journal, and the next sync recovers them and is in sync (I2).
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -29,7 +28,7 @@ from dq_pipeline.embedding import HashingEmbedder
 from dq_pipeline.sync import Hooks, SyncedStore, SyncFailed
 from dq_pipeline.sync.locks import LockLost
 
-from .conftest import reset_postgres
+from .conftest import postgres_unavailable, reset_postgres
 from .pg_server import ThrowawayServer, _conninfo, throwaway_server
 from .test_protocol import CATALOG, V1, V2, assert_in_sync, assert_state, journal_rows, pg_rows, qdrant_ids
 
@@ -41,9 +40,7 @@ def server() -> Iterator[ThrowawayServer]:
         manager = throwaway_server()
         started = manager.__enter__()
     except Exception as exc:
-        if os.environ.get("DQ_REQUIRE_POSTGRES") == "1":
-            pytest.fail(f"PostgreSQL is required (DQ_REQUIRE_POSTGRES=1) but no throwaway server starts: {exc}", pytrace=False)
-        pytest.skip(f"no throwaway PostgreSQL server can be started: {exc}")
+        postgres_unavailable(f"no throwaway PostgreSQL server can be started: {exc}")
     try:
         yield started
     finally:
