@@ -6,6 +6,7 @@ import datetime
 import json
 import os
 import platform
+import re
 import resource
 import statistics
 import subprocess
@@ -40,6 +41,19 @@ def peak_rss_mib() -> float:
     if kib is None:
         kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return round(kib / 1024, 1)
+
+
+def reset_pg(pg_url: str, name: str) -> None:
+    """Drop and create a benchmark's own database on the server of `pg_url` (any SQLAlchemy or libpq URL).
+
+    psycopg is imported here because both virtualenvs (the project's and LangChain's) have it.
+    """
+    import psycopg
+    from psycopg import sql
+
+    with psycopg.connect(re.sub(r"^postgresql\+\w+://", "postgresql://", pg_url), autocommit=True) as conn:
+        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
 
 
 def run_worker(python: str, script: Path, spec: dict[str, Any], timeout: float = 7200) -> dict[str, Any]:

@@ -145,14 +145,6 @@ def worker(spec: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def reset_pg(pg_url: str, name: str) -> None:
-    import psycopg
-
-    with psycopg.connect(pg_url, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        conn.execute(f'CREATE DATABASE "{name}"')
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--size", type=int, default=1000)
@@ -185,7 +177,7 @@ def main() -> None:
                 Path(config["workdir"]).mkdir(parents=True)
                 config["pg_db"] = f"lc_bench_c{number}"
                 if config["record"] == "pg":
-                    reset_pg(args.pg_url, config["pg_db"])
+                    common.reset_pg(args.pg_url, config["pg_db"])
             for scenario in args.scenarios.split(","):
                 for config in configs:
                     spec = {**base, **config, "scenario": scenario, "round": rnd}

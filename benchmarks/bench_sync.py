@@ -225,18 +225,6 @@ def _naive_worker(spec: dict[str, Any]) -> dict[str, Any]:
 # --- the orchestrator ---------------------------------------------------------------------------
 
 
-def reset_pg(pg_url: str, name: str) -> None:
-    from sqlalchemy import create_engine, text
-
-    from dq_pipeline.sync.database import normalise_url
-
-    engine = create_engine(normalise_url(pg_url), isolation_level="AUTOCOMMIT")
-    with engine.connect() as conn:
-        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    engine.dispose()
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--size", type=int, default=1000, help="catalog entries (default 1000)")
@@ -277,7 +265,7 @@ def main() -> None:
                 Path(config["workdir"]).mkdir(parents=True)
                 config["pg_db"] = f"dq_bench_c{number}"
                 if config["backend"] == "pg":
-                    reset_pg(args.pg_url, config["pg_db"])
+                    common.reset_pg(args.pg_url, config["pg_db"])
             for scenario in scenarios:
                 todo = [dict(c) for c in configs if c["system"] == "dq" or (c["system"] == "naive" and scenario in NAIVE_SCENARIOS)]
                 if scenario == "fresh" and "encode" in systems:

@@ -80,7 +80,7 @@ def main() -> None:
                 Path(config["workdir"]).mkdir(parents=True)
                 config["pg_db"] = f"cmp_bench_c{number}"
                 if config.get("backend") == "pg" or config.get("record") == "pg":
-                    _reset_pg(args.pg_url, config["pg_db"])
+                    common.reset_pg(args.pg_url, config["pg_db"])
             for scenario in scenarios:
                 for config in configs:
                     if scenario not in SUPPORTS[config["system"]]:
@@ -98,16 +98,6 @@ def main() -> None:
         shutil.rmtree(root, ignore_errors=True)
     common.save(args.json_out, {"machine": info, "args": vars(args), "samples": samples})
     print(table(samples, configs, info, args))
-
-
-def _reset_pg(pg_url: str, name: str) -> None:
-    from sqlalchemy import create_engine, text
-
-    engine = create_engine(pg_url.replace("postgresql://", "postgresql+psycopg://"), isolation_level="AUTOCOMMIT")
-    with engine.connect() as conn:
-        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    engine.dispose()
 
 
 def table(samples: list[dict[str, Any]], configs: list[dict[str, Any]], info: dict[str, Any], args: argparse.Namespace) -> str:
