@@ -8,6 +8,7 @@ import os
 import platform
 import re
 import resource
+import shutil
 import statistics
 import subprocess
 import sys
@@ -54,6 +55,18 @@ def reset_pg(pg_url: str, name: str) -> None:
     with psycopg.connect(re.sub(r"^postgresql\+\w+://", "postgresql://", pg_url), autocommit=True) as conn:
         conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
         conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+
+
+def fresh_round(root: Path, rnd: int, configs: list[dict[str, Any]], db_prefix: str, pg_url: str) -> None:
+    """Fresh state for every configuration of a round: an empty work folder (`workdir`) and, for the
+    ones that record to PostgreSQL (`backend` or `record` "pg"), an empty database (`pg_db`)."""
+    for number, config in enumerate(configs):
+        config["workdir"] = str(root / f"r{rnd}c{number}")
+        shutil.rmtree(config["workdir"], ignore_errors=True)
+        Path(config["workdir"]).mkdir(parents=True)
+        config["pg_db"] = f"{db_prefix}_c{number}"
+        if "pg" in (config.get("backend"), config.get("record")):
+            reset_pg(pg_url, config["pg_db"])
 
 
 def run_worker(python: str, script: Path, spec: dict[str, Any], timeout: float = 7200) -> dict[str, Any]:

@@ -171,13 +171,7 @@ def main() -> None:
     root = Path(tempfile.mkdtemp(prefix="lc_bench_"))
     try:
         for rnd in range(args.repeat):
-            for number, config in enumerate(configs):
-                config["workdir"] = str(root / f"r{rnd}c{number}")
-                shutil.rmtree(config["workdir"], ignore_errors=True)
-                Path(config["workdir"]).mkdir(parents=True)
-                config["pg_db"] = f"lc_bench_c{number}"
-                if config["record"] == "pg":
-                    common.reset_pg(args.pg_url, config["pg_db"])
+            common.fresh_round(root, rnd, configs, "lc_bench", args.pg_url)
             for scenario in args.scenarios.split(","):
                 for config in configs:
                     spec = {**base, **config, "scenario": scenario, "round": rnd}

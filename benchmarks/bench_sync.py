@@ -257,15 +257,10 @@ def main() -> None:
     try:
         for rnd in range(args.repeat):
             _stop(servers)
-            for number, config in enumerate(configs):  # fresh state for every configuration
+            common.fresh_round(root, rnd, configs, "dq_bench", args.pg_url)
+            for config in configs:
                 if config["engine"] == "rest":
                     config["qdrant_url"] = _start_rest_qdrant(servers)
-                config["workdir"] = str(root / f"r{rnd}c{number}")
-                shutil.rmtree(config["workdir"], ignore_errors=True)
-                Path(config["workdir"]).mkdir(parents=True)
-                config["pg_db"] = f"dq_bench_c{number}"
-                if config["backend"] == "pg":
-                    common.reset_pg(args.pg_url, config["pg_db"])
             for scenario in scenarios:
                 todo = [dict(c) for c in configs if c["system"] == "dq" or (c["system"] == "naive" and scenario in NAIVE_SCENARIOS)]
                 if scenario == "fresh" and "encode" in systems:

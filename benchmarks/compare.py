@@ -74,13 +74,7 @@ def main() -> None:
     root = Path(tempfile.mkdtemp(prefix="dq_compare_"))
     try:
         for rnd in range(args.repeat):
-            for number, config in enumerate(configs):
-                config["workdir"] = str(root / f"r{rnd}c{number}")
-                shutil.rmtree(config["workdir"], ignore_errors=True)
-                Path(config["workdir"]).mkdir(parents=True)
-                config["pg_db"] = f"cmp_bench_c{number}"
-                if config.get("backend") == "pg" or config.get("record") == "pg":
-                    common.reset_pg(args.pg_url, config["pg_db"])
+            common.fresh_round(root, rnd, configs, "cmp_bench", args.pg_url)
             for scenario in scenarios:
                 for config in configs:
                     if scenario not in SUPPORTS[config["system"]]:
