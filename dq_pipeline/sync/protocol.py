@@ -296,7 +296,7 @@ def _apply(conn: Connection, catalog_id: str, plan: Plan, ids: Mapping[str, str]
         return {
             "kind": entry.kind,
             "text": entry.text,
-            "payload": dict(entry.payload),
+            "payload": entry.payload,  # a fresh dict decoded from the entry's JSON
             "content_hash": entry.content_hash,
             "model": versions.embedder.model_id,
             "dimension": versions.embedder.dimension,
