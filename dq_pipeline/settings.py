@@ -8,10 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .embedding.embedder import resolve_backend
-
-
-class ConfigError(ValueError):
-    """A setting has a value that cannot work; the CLI reports it as a usage error (exit 2)."""
+from .errors import ConfigurationError as ConfigError  # the old name of the one configuration error
 
 
 @dataclass(frozen=True)

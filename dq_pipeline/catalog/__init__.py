@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import hashlib
+from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..errors import TransientError
 from .discovery import CatalogFile, discover, validate_catalog_id
 from .entry import CatalogError, Entry, Problem
 from .formats import choose
@@ -24,21 +27,86 @@ def source_files(file: CatalogFile) -> list[Path]:
     return [file.path, *(fmt.companions(file.path) if fmt.companions else [])]
 
 
-def load_catalog(catalog_dir: Path, catalog_id: str) -> list[Entry]:
-    """The entries of one catalog; a catalog whose file was removed is empty (its data is then deleted)."""
+ABSENT = "absent"  # the source digest of a catalog that has no file (its rows are to be deleted)
+
+
+def source_digest(file: CatalogFile | None) -> str:
+    """sha256 of the bytes the catalog is built from (its file, then its companions), or ABSENT.
+
+    Raises OSError when a file cannot be read now. A file discovery refused whose bytes cannot be
+    read (a broken symlink) is fingerprinted by its refusal.
+    """
+    if file is None:
+        return ABSENT
+    try:
+        paths = source_files(file)  # a dbt manifest changes when its catalog.json does
+    except CatalogError:
+        paths = [file.path]  # e.g. a bad format override: the run reports it
+    try:
+        digests = []
+        for path in paths:
+            with open(path, "rb") as handle:
+                digests.append(hashlib.file_digest(handle, "sha256"))
+    except OSError:
+        if file.error is not None:
+            return "refused-" + hashlib.sha256(str(file.error).encode()).hexdigest()
+        raise
+    if len(digests) == 1:
+        return digests[0].hexdigest()
+    return hashlib.sha256(b"".join(d.digest() for d in digests)).hexdigest()
+
+
+def current_source_digest(catalog_dir: Path, catalog_id: str) -> str:
+    """The digest of the catalog's source as it is on disk now (ABSENT when it has no file)."""
+    return source_digest(discover(catalog_dir).get(catalog_id))
+
+
+class SourceChanged(TransientError):
+    """The file changed while it was being read; reading it again will see one version."""
+
+
+@dataclass(frozen=True)
+class ParsedCatalog:
+    """One catalog read from disk: its entries, the digest of exactly the bytes they came from (so a
+    commit can refuse a parse older than the file, I8), and what the reader tolerated."""
+
+    catalog_id: str
+    entries: list[Entry]
+    source_digest: str
+    warnings: list[Problem] = field(default_factory=list)
+
+
+def read_catalog(catalog_dir: Path, catalog_id: str) -> ParsedCatalog:
+    """Parse one catalog and fingerprint its source; a catalog whose file was removed is empty."""
     validate_catalog_id(catalog_id)
     file = discover(catalog_dir).get(catalog_id)
-    return [] if file is None else parse_catalog(file)
+    before = source_digest(file)
+    entries = [] if file is None else parse_catalog(file)
+    after = current_source_digest(catalog_dir, catalog_id)
+    if after != before:
+        raise SourceChanged(f"catalog {catalog_id}: its file changed while it was being read; read it again")
+    return ParsedCatalog(catalog_id, entries, before)
+
+
+def load_catalog(catalog_dir: Path, catalog_id: str) -> list[Entry]:
+    """The entries of one catalog; a catalog whose file was removed is empty (its data is then deleted)."""
+    return read_catalog(catalog_dir, catalog_id).entries
 
 
 __all__ = [
+    "ABSENT",
     "CatalogError",
     "CatalogFile",
     "Entry",
+    "ParsedCatalog",
     "Problem",
+    "SourceChanged",
+    "current_source_digest",
     "discover",
     "load_catalog",
     "parse_catalog",
+    "read_catalog",
+    "source_digest",
     "source_files",
     "validate_catalog_id",
 ]

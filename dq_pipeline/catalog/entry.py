@@ -9,6 +9,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from ..errors import RefusedInput
+
 
 def canonical_json(value: Any) -> str:
     """One spelling per value, so equal content always hashes equally."""
@@ -65,7 +67,7 @@ class Problem:
         return f"{self.location}: {self.reason}"
 
 
-class CatalogError(Exception):
+class CatalogError(RefusedInput):
     """A catalog failed to parse or validate; it is refused whole (I6).
 
     The message names the file, the line or record and the reason for every problem found

@@ -1,7 +1,7 @@
 """The write protocol and the stores it keeps in sync (no Dagster here)."""
 
 from .hooks import Hooks, SimulatedCrash
-from .plan import stored_dimension, stored_hashes
+from .plan import committed_source_digests, stored_dimension, stored_hashes
 from .protocol import SyncFailed, SyncResult
 from .qdrant_index import EmbeddedQdrantBusy, IndexWriteError
 from .reconcile import CatalogVerification, RepairResult
@@ -21,6 +21,7 @@ __all__ = [
     "SyncResult",
     "SyncedStore",
     "UnknownEntries",
+    "committed_source_digests",
     "open_record",
     "stored_dimension",
     "stored_hashes",

@@ -89,3 +89,12 @@ def stored_dimension(engine: Engine, model_id: str) -> int | None:
     """The vector size recorded for a model, so an unchanged catalog never loads the model to learn it."""
     with engine.connect() as conn:
         return conn.scalar(select(entries.c.dimension).where(entries.c.model == model_id).limit(1))
+
+
+def committed_source_digests(engine: Engine) -> dict[str, str | None]:
+    """Each recorded catalog's committed source digest (None where it predates recording): a catalog
+    whose file digest differs from this is behind its source and must be synced again."""
+    from .schema import catalogs
+
+    with engine.connect() as conn:
+        return {r.catalog_id: r.source_digest for r in conn.execute(select(catalogs.c.catalog_id, catalogs.c.source_digest))}

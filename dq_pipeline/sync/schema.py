@@ -2,13 +2,18 @@
 
 `dq_entries` holds one row per catalog entry with its vector, so Qdrant can always be rebuilt from
 it without re-embedding. `dq_journal` is the outbox of the write protocol: which points a run is
-about to write and which it will retire. `dq_catalogs` records each catalog's last change, `dq_rejections` the versions a reviewer rejected.
+about to write and which it will retire. `dq_catalogs` records each catalog's last change and the digest of the source it was parsed from
+(so an older parse never replaces a newer one, and the folder sensor can tell which files are
+ahead of the index), `dq_rejections` the versions a reviewer rejected, `dq_fences` each catalog's
+lock epoch (a run that lost its lock cannot commit), and `dq_vector_cache` vectors the embedding
+step computed for the write step to pick up, a chunk at a time.
 """
 
 from __future__ import annotations
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Column,
     DateTime,
     Engine,
@@ -19,6 +24,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    inspect,
     text,
 )
 from sqlalchemy.dialects.postgresql import JSONB
@@ -70,6 +76,29 @@ catalogs = Table(
     Column("entry_count", Integer, nullable=False),
     Column("last_run_id", String(36)),
     Column("last_synced_at", DateTime(timezone=True), nullable=False),
+    # sha256 of the source bytes the committed rows were parsed from; NULL before this was recorded.
+    Column("source_digest", String(80)),
+)
+
+# The fencing token of each catalog's lock: advanced by every run that takes the lock, and checked
+# inside the commit transaction, so a run whose lock was lost (and taken over) cannot commit.
+fences = Table(
+    "dq_fences",
+    metadata,
+    Column("catalog_id", String(512), primary_key=True),
+    Column("epoch", BigInteger, nullable=False),
+)
+
+# Vectors handed from the embedding step to the write step (possibly another process or machine):
+# through the system of record rather than through Dagster's IO manager, so no step ever holds a
+# catalog's vectors at once, and a retried write step re-embeds nothing.
+vector_cache = Table(
+    "dq_vector_cache",
+    metadata,
+    Column("model", String(255), primary_key=True),
+    Column("content_hash", String(64), primary_key=True),
+    Column("vector", LargeBinary, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
 )
 
 # Rejected versions of entries: a rejected entry stays out of the index, even after its row is
@@ -94,3 +123,16 @@ def create_schema(engine: Engine) -> None:
         if conn.dialect.name == "postgresql":
             conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _SCHEMA_LOCK_KEY})
         metadata.create_all(conn, checkfirst=True)
+        _add_missing_columns(conn)
+
+
+# Columns added after a table first shipped: (table, column, DDL type). Existing databases get them
+# on first open; all are nullable, so old rows stay valid.
+_ADDED_COLUMNS = (("dq_catalogs", "source_digest", "VARCHAR(80)"),)
+
+
+def _add_missing_columns(conn) -> None:  # type: ignore[no-untyped-def]
+    inspector = inspect(conn)
+    for table, column, ddl in _ADDED_COLUMNS:
+        if column not in {c["name"] for c in inspector.get_columns(table)}:
+            conn.execute(text(f'ALTER TABLE {table} ADD COLUMN {column} {ddl}'))  # constants above, not input
