@@ -139,7 +139,7 @@ def _dq_worker(spec: dict[str, Any]) -> dict[str, Any]:
             for collection, pid in doomed:
                 by_collection.setdefault(collection, []).append(pid)
             for collection, ids in by_collection.items():
-                store.index.delete(collection, ids)
+                store.index.unguarded_delete(collection, ids)
             started = time.perf_counter()
             repaired = store.repair(CATALOG_ID)
             out.update(seconds=time.perf_counter() - started, restored=repaired.restored, in_sync=repaired.after.in_sync, embedded=0)

@@ -105,7 +105,7 @@ def test_verify_detects_a_point_deleted_behind_the_back_and_repair_restores_it(e
     with SyncedStore.open(settings.database_url, qdrant_path=settings.qdrant_path) as store:
         collection = store.index.collections()[0]
         victim = next(iter(store.index.points_of_catalog(collection, "crm/customers")))
-        store.index.delete(collection, [victim])
+        store.index.unguarded_delete(collection, [victim])
 
     broken = run_json("verify", expect=1)
     assert broken["in_sync"] is False

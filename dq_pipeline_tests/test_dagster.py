@@ -75,7 +75,7 @@ def test_materialize_check_fails_on_a_missing_point_and_repair_restores(settings
     with SyncedStore.open(settings.database_url, qdrant_path=settings.qdrant_path) as store:
         collection = store.index.collections()[0]
         victim = next(iter(store.index.points_of_catalog(collection, "crm/customers")))
-        store.index.delete(collection, [victim])
+        store.index.unguarded_delete(collection, [victim])
 
     broken = materialize(ASSETS, partition_key="crm/customers", instance=instance, resources=resources, raise_on_error=False)
     assert not broken.success  # the blocking check fails the run
@@ -114,7 +114,7 @@ def test_global_check_reports_every_catalog(settings: Settings, instance: Dagste
 
     with SyncedStore.open(settings.database_url, qdrant_path=settings.qdrant_path) as store:
         collection = store.index.collections()[0]
-        store.index.delete(collection, list(store.index.points_of_catalog(collection, "sales/orders"))[:3])
+        store.index.unguarded_delete(collection, list(store.index.points_of_catalog(collection, "sales/orders"))[:3])
     failed = all_catalogs_in_sync(build_asset_check_context(resources={"store": resources["store"]}))
     assert not failed.passed
     assert failed.metadata["missing"].value == 3

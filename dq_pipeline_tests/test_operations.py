@@ -274,7 +274,7 @@ def test_failed_sync_triggers_bounded_repair_but_refused_input_does_not(settings
 
     with open_store(settings) as store:  # a point vanishes behind the pipeline's back
         collection = store.index.collections()[0]
-        store.index.delete(collection, list(store.index.points_of_catalog(collection, "sales/orders"))[:1])
+        store.index.unguarded_delete(collection, list(store.index.points_of_catalog(collection, "sales/orders"))[:1])
     broken = sync.execute_in_process(partition_key="sales/orders", instance=instance, raise_on_error=False)
     assert not broken.success  # the blocking ids_match check failed the run
 
@@ -318,7 +318,7 @@ def test_repair_job_restores_sync_without_the_model(settings: Settings, instance
         assert materialize(ASSETS, partition_key=key, instance=instance, resources=resources).success
     with open_store(settings) as store:
         collection = store.index.collections()[0]
-        store.index.delete(collection, list(store.index.points_of_catalog(collection, "sales/orders"))[:4])
+        store.index.unguarded_delete(collection, list(store.index.points_of_catalog(collection, "sales/orders"))[:4])
         assert store.verify("sales/orders").missing == 4
 
     # A model that does not exist: repair must neither need nor load it.
