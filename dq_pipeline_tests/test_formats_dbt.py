@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from dq_pipeline.catalog import CatalogError, Entry, discover, parse_catalog
+from dq_pipeline.catalog import CatalogError, Entry, discover, parse_catalog, parse_with_warnings, read_catalog
 from dq_pipeline.catalog.formats import by_name, choose, dbt_schema
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "dbt"
@@ -941,12 +941,6 @@ def test_yaml_of_another_standard_is_not_a_dbt_property_file() -> None:
 
 YAML_MALFORMED = [
     pytest.param(
-        "version: 2\nmodels:\n  - name: a\n    description: x\n    description: y\n",
-        "line 5",
-        "invalid YAML: duplicate key 'description' in one mapping",
-        id="duplicate-mapping-key",
-    ),
-    pytest.param(
         "version: 2\nmodels:\n  - name: a\n  - description: nameless\n",
         "line 4 (models[1])",
         "model without `name`",
@@ -963,12 +957,6 @@ YAML_MALFORMED = [
         "line 5 (models[2])",
         "duplicate model name 'a' (first at line 3 (models[0]))",
         id="duplicate-model",
-    ),
-    pytest.param(
-        "version: 2\nsources:\n  - name: s\n    tables:\n      - name: t\n        columns:\n          - name: c\n          - name: c\n",
-        "line 8 (sources[0].tables[0].columns[1])",
-        "duplicate column name 'c' in s.t (first at line 7 (sources[0].tables[0].columns[0]))",
-        id="duplicate-column",
     ),
     pytest.param(
         "version: 2\nmodels:\n  a:\n    description: x\n",
@@ -1047,3 +1035,93 @@ def test_empty_descriptions_are_fine(tmp_path: Path) -> None:
     )
     entries = parse(tmp_path, "schema.yml")
     assert [(e.key, e.text) for e in entries] == [("model.a", "model a."), ("model.a.id", "column a.id.")]
+
+
+# --- what dbt tolerates: merge keys, duplicate keys, duplicate columns (issue 12) --------------
+
+MERGED = """version: 2
+
+x-id-column: &id_column
+  name: id
+  description: The primary key.
+  data_tests: [unique, not_null]
+
+models:
+  - name: orders
+    columns:
+      - <<: *id_column
+      - <<: *id_column
+        name: customer_id
+        description: The customer who ordered.
+      - name: status
+        <<: {data_type: text, description: Order status.}
+"""
+
+
+def test_yaml_merge_keys_work_and_explicit_keys_override_them(tmp_path: Path) -> None:
+    write(tmp_path, "models/schema.yml", MERGED)
+    file = discover(tmp_path)["models/schema"]
+    entries, warnings = parse_with_warnings(file)
+    columns = {e.key: e.payload for e in entries if e.kind == "column"}
+    assert columns["model.orders.id"]["description"] == "The primary key."
+    assert columns["model.orders.customer_id"]["description"] == "The customer who ordered."
+    assert columns["model.orders.status"] == {
+        "name": "status", "table": "model.orders", "type": "text", "description": "Order status."
+    }
+    # The anchor's tests come with it, for each column that merges it.
+    assert sorted(e.key for e in entries if e.kind == "test") == [
+        "test.not_null.model.orders.customer_id",
+        "test.not_null.model.orders.id",
+        "test.unique.model.orders.customer_id",
+        "test.unique.model.orders.id",
+    ]
+    assert warnings == []  # an explicit key beside a merge is not a duplicate
+
+
+def test_duplicate_mapping_key_in_schema_yml_warns_and_the_last_value_wins(tmp_path: Path) -> None:
+    write(tmp_path, "models/schema.yml", "version: 2\nmodels:\n  - name: a\n    description: x\n    description: y\n")
+    entries, warnings = parse_with_warnings(discover(tmp_path)["models/schema"])
+    assert [(e.key, e.payload["description"]) for e in entries] == [("model.a", "y")]
+    assert [(w.location, w.reason) for w in warnings] == [
+        ("models/schema.yml:5", "duplicate key 'description' in one mapping (first at line 4): the last value is used")
+    ]
+
+
+def test_duplicate_column_in_schema_yml_warns_naming_both_lines_and_the_last_definition_wins(tmp_path: Path) -> None:
+    write(
+        tmp_path,
+        "models/schema.yml",
+        "version: 2\nsources:\n  - name: s\n    tables:\n      - name: t\n        columns:\n"
+        "          - name: c\n            description: first\n            data_tests: [unique]\n"
+        "          - name: d\n          - name: c\n            description: last\n",
+    )
+    entries, warnings = parse_with_warnings(discover(tmp_path)["models/schema"])
+    found = by_key(entries)
+    assert found["source.s.t.c"].payload["description"] == "last"
+    assert found["source.s.t.c"].location == "line 11 (sources[0].tables[0].columns[2])"
+    assert not any(e.kind == "test" for e in entries)  # the first definition's test goes with it, as in dbt
+    assert [e.key for e in entries if e.kind == "column"] == ["source.s.t.c", "source.s.t.d"]
+    assert [(w.location, w.reason) for w in warnings] == [
+        (
+            "models/schema.yml:11",
+            "duplicate column name 'c' in s.t (first at line 7 (sources[0].tables[0].columns[0])): "
+            "only the last definition is used, as in dbt (sources[0].tables[0].columns[2])",
+        )
+    ]
+    # read_catalog, what the sync uses, returns the same warnings.
+    assert read_catalog(tmp_path, "models/schema").warnings == warnings
+
+
+def test_duplicate_models_in_one_file_are_still_refused_as_dbt_does(tmp_path: Path) -> None:
+    write(tmp_path, "schema.yml", "version: 2\nmodels:\n  - name: a\n  - name: a\n")
+    assert "duplicate model name 'a'" in str(refusal(tmp_path, "schema.yml"))
+
+
+def test_yaml_alias_bomb_in_schema_yml_is_refused_by_name(tmp_path: Path) -> None:
+    levels = ["  l0: &l0 [lol, lol, lol, lol, lol, lol, lol, lol, lol]"]
+    levels += [f"  l{i}: &l{i} [{', '.join([f'*l{i - 1}'] * 9)}]" for i in range(1, 9)]
+    write(tmp_path, "schema.yml", "version: 2\nmodels:\n  - name: a\n    meta:\n" + "\n".join("  " * 2 + line for line in levels) + "\n")
+    assert len((tmp_path / "schema.yml").read_bytes()) < 600
+    err = refusal(tmp_path, "schema.yml")
+    assert err.problems[0].location.startswith("line ")
+    assert "aliases expand this node to" in err.problems[0].reason and "alias bomb" in err.problems[0].reason

@@ -10,13 +10,22 @@ from ..errors import TransientError
 from .discovery import CatalogFile, discover, validate_catalog_id
 from .entry import CatalogError, Entry, Problem
 from .formats import choose
+from .notices import collecting
 
 
 def parse_catalog(file: CatalogFile) -> list[Entry]:
     """Parse and validate one catalog file; raises CatalogError naming file, record and reason."""
+    return parse_with_warnings(file)[0]
+
+
+def parse_with_warnings(file: CatalogFile) -> tuple[list[Entry], list[Problem]]:
+    """`parse_catalog`, and what the reader tolerated (as the format's own tool does): warnings with
+    file and line (``schema.yml:12``), at most `notices.MAX_WARNINGS` of them plus their count."""
     if file.error is not None:
         raise file.error
-    return choose(file.root, file.path, file.display).parse(file.path, file.display)
+    with collecting() as warnings:
+        entries = choose(file.root, file.path, file.display).parse(file.path, file.display)
+    return entries, warnings
 
 
 def source_files(file: CatalogFile) -> list[Path]:
@@ -81,11 +90,11 @@ def read_catalog(catalog_dir: Path, catalog_id: str) -> ParsedCatalog:
     validate_catalog_id(catalog_id)
     file = discover(catalog_dir).get(catalog_id)
     before = source_digest(file)
-    entries = [] if file is None else parse_catalog(file)
+    entries, warnings = ([], []) if file is None else parse_with_warnings(file)
     after = current_source_digest(catalog_dir, catalog_id)
     if after != before:
         raise SourceChanged(f"catalog {catalog_id}: its file changed while it was being read; read it again")
-    return ParsedCatalog(catalog_id, entries, before)
+    return ParsedCatalog(catalog_id, entries, before, warnings)
 
 
 def load_catalog(catalog_dir: Path, catalog_id: str) -> list[Entry]:
@@ -105,6 +114,7 @@ __all__ = [
     "discover",
     "load_catalog",
     "parse_catalog",
+    "parse_with_warnings",
     "read_catalog",
     "source_digest",
     "source_files",

@@ -1,7 +1,18 @@
 """Collects a catalog's entries while checking what every format must check (I6).
 
-Keys must be non-empty, free of control characters, bounded and unique within the catalog; kinds
-are short lower-case words. Problems are collected and raised together, naming each location.
+Keys must be non-empty, free of control characters, at most `KEY_MAX_LENGTH` characters (the
+database column) and unique within the catalog; kinds are short lower-case words. Problems are
+collected and raised together, naming each location.
+
+Huge values. The embedded text of an entry is cut to its first `TEXT_MAX_CHARS` characters, with
+a warning: the embedding model reads only its maximum sequence length (256 word pieces, about
+1,000-1,500 characters, for all-MiniLM-L6-v2; 512-8,192 tokens for larger models), so nothing a
+search can find is lost, and what is stored, hashed and sent to the model stays bounded. The payload
+is kept whole in the record (the system of record holds the source's values as they are; a Qdrant
+point carries only ids and hashes, see `sync/point_ids.py`, so its request size does not grow with
+it); a payload over `PAYLOAD_WARN_BYTES` is accepted with a warning naming its largest field, one over
+`PAYLOAD_MAX_BYTES` is refused as hostile. Texts shorter than the bound are unchanged, and so are
+their content hashes.
 """
 
 from __future__ import annotations
@@ -11,8 +22,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from .entry import CatalogError, Entry, Problem, canonical_json
+from .notices import warn_at
 
 KEY_MAX_LENGTH = 512
+TEXT_MAX_CHARS = 8192
+PAYLOAD_WARN_BYTES = 1024 * 1024
+PAYLOAD_MAX_BYTES = 64 * 1024 * 1024
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _KIND = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
 TEXT_FIELDS = ("applies_to", "expression", "severity")
@@ -89,7 +104,32 @@ class EntryCollector:
             return None
         self._first_seen[key] = location
         payload = {k: v for k, v in payload.items() if v not in (None, "", [], {})}
-        entry = Entry(key=key, kind=kind, text=text or describe(kind, title or key, payload), payload=payload, location=location)
+        text = text or describe(kind, title or key, payload)
+        if len(text) > TEXT_MAX_CHARS:
+            warn_at(
+                self.display,
+                location,
+                f"entry {key[:80]!r}: embedded text of {len(text):,} characters cut to its first "
+                f"{TEXT_MAX_CHARS:,} (the model reads less); the payload keeps the whole value",
+            )
+            text = text[:TEXT_MAX_CHARS]
+        entry = Entry(key=key, kind=kind, text=text, payload=payload, location=location)
+        size = len(entry.payload_json)
+        if size > PAYLOAD_WARN_BYTES:
+            field, field_size = max(((k, len(canonical_json(v))) for k, v in payload.items()), key=lambda kv: kv[1])
+            if size > PAYLOAD_MAX_BYTES:
+                self.problem(
+                    location,
+                    f"entry {key[:80]!r}: payload of {size:,} bytes (field `{field}`: {field_size:,}) "
+                    f"exceeds {PAYLOAD_MAX_BYTES:,} bytes",
+                )
+                return None
+            warn_at(
+                self.display,
+                location,
+                f"entry {key[:80]!r}: payload of {size:,} bytes (field `{field}`: {field_size:,}) is stored "
+                "whole in the record; only the embedded text is bounded",
+            )
         self.entries.append(entry)
         return entry
 

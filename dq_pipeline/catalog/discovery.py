@@ -10,6 +10,7 @@ from .entry import CatalogError
 from .formats import suffixes
 
 _ID_PART = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\- ]*$")
+CATALOG_ID_MAX_LENGTH = 512  # the database column (sync/schema.py: String(512))
 
 
 @dataclass(frozen=True)
@@ -29,6 +30,11 @@ def catalog_id_for(relative: PurePosixPath) -> str:
 
 def validate_catalog_id(catalog_id: str) -> str:
     """A catalog id is a relative path without extension; it may never climb out of the folder."""
+    if len(catalog_id) > CATALOG_ID_MAX_LENGTH:
+        raise ValueError(
+            f"invalid catalog id {catalog_id[:60]!r}... ({len(catalog_id)} characters): "
+            f"at most {CATALOG_ID_MAX_LENGTH}; shorten the file's path"
+        )
     parts = catalog_id.split("/")
     if not catalog_id or any(p in ("", ".", "..") or not _ID_PART.match(p) or "..." in p for p in parts):
         raise ValueError(f"invalid catalog id {catalog_id!r}: use a relative path like 'finance/ledger'")

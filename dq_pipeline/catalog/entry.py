@@ -56,6 +56,17 @@ class Entry:
         return json.loads(self.payload_json)
 
 
+LOCATION_MAX = 240
+
+
+def short_location(location: str, limit: int = LOCATION_MAX) -> str:
+    """A record path cut in its middle when long (a 400-deep `children` path is ~5 KB): head … tail."""
+    if len(location) <= limit:
+        return location
+    tail = limit * 2 // 3
+    return f"{location[: limit - tail - 1]}…{location[-tail:]}"
+
+
 @dataclass(frozen=True)
 class Problem:
     """One reason a catalog was refused: where, and why."""
@@ -64,21 +75,25 @@ class Problem:
     reason: str
 
     def __str__(self) -> str:
-        return f"{self.location}: {self.reason}"
+        return f"{short_location(self.location)}: {self.reason}"
 
 
 class CatalogError(RefusedInput):
     """A catalog failed to parse or validate; it is refused whole (I6).
 
-    The message names the file, the line or record and the reason for every problem found
-    (up to a bound, so a broken million-row file does not produce a million-line error).
+    The message names the file, the line or record and the reason for every problem found, up to
+    `MAX_REPORTED` (the first ones, in file order, then their count), each location shortened to
+    `LOCATION_MAX` characters: a broken million-row file or a 400-deep record path does not produce
+    a megabyte of error. `problems` holds the first `MAX_KEPT` of them.
     """
 
     MAX_REPORTED = 20
+    MAX_KEPT = 1000
 
     def __init__(self, path: str, problems: list[Problem]):
         self.path = path
-        self.problems = problems
+        self.count = len(problems)
+        self.problems = problems[: self.MAX_KEPT]
         shown = problems[: self.MAX_REPORTED]
         more = len(problems) - len(shown)
         lines = [str(p) for p in shown]

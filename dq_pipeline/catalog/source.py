@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
+from typing import Any
 
 from .entry import CatalogError
 
@@ -37,3 +39,58 @@ def read_text(path: Path, display: str) -> str:
             f"invalid UTF-8 byte 0x{data[exc.start]:02x} at offset {exc.start} (save the file as UTF-8)",
         ) from None
     return text.replace("\r\n", "\n")
+
+
+# --- nesting ------------------------------------------------------------------------------------
+
+# Deeper than any catalog a tool writes (a dbt manifest nests ~12 levels, a DataHub MCE ~15, an
+# OpenMetadata struct column 2 per level) and far below Python's recursion limit, so every reader
+# (and every helper walking a parsed value) stays iterative-safe.
+MAX_NESTING = 100
+
+# A JSON string (the unrolled form: one C-level scan even for a 38 MB string) or a bracket.
+_JSON_TOKEN = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"|[\[\]{}]')
+
+
+def nesting_offset(text: str, limit: int = MAX_NESTING) -> int | None:
+    """Offset of the first `[`/`{` that opens level `limit + 1` of a JSON text, or None.
+
+    Linear in the text up to that point and constant in memory (brackets inside strings are not
+    counted); a head cut short is fine.
+    """
+    depth = 0
+    for token in _JSON_TOKEN.finditer(text):
+        char = token.group()
+        if char in "[{":
+            depth += 1
+            if depth > limit:
+                return token.start()
+        elif char in "]}":
+            depth -= 1
+    return None
+
+
+def deeper_than(value: Any, limit: int = MAX_NESTING) -> bool:
+    """Whether a parsed JSON/YAML value nests containers deeper than `limit` (iterative, no recursion)."""
+    if not isinstance(value, (dict, list)):
+        return False
+    stack = [(value, 1)]
+    while stack:
+        current, depth = stack.pop()
+        if depth > limit:
+            return True
+        children = current.values() if isinstance(current, dict) else current
+        stack.extend((child, depth + 1) for child in children if isinstance(child, (dict, list)))
+    return False
+
+
+def too_deep(display: str, line: int | None, limit: int = MAX_NESTING) -> CatalogError:
+    where = f"line {line}" if line is not None else "document"
+    return CatalogError.single(display, where, f"nesting deeper than {limit} levels (hostile or broken input)")
+
+
+def json_too_deep(display: str, text: str, line_offset: int = 0, limit: int = MAX_NESTING) -> CatalogError:
+    """The refusal of a JSON text nested too deeply, naming the line where the limit is crossed."""
+    offset = nesting_offset(text, limit)
+    line = None if offset is None else text.count("\n", 0, offset) + 1 + line_offset
+    return too_deep(display, line, limit)

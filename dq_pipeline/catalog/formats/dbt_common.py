@@ -3,7 +3,9 @@
 JSON artifacts (manifest.json, catalog.json) are read in ONE streaming pass with ijson (C backend):
 memory stays bounded by the largest single node instead of the whole document (streaming a 103 MB
 manifest peaks at 21 MB RSS where `json.loads` peaks at 432 MB), and every object of the document is
-still checked for duplicate keys, so a file is accepted or refused whole. Only when ijson reports
+still checked for duplicate keys (refused: RFC 8259 leaves them undefined and dbt never writes
+them), and nesting deeper than `source.MAX_NESTING` is refused at the line it happens, so a file
+is accepted or refused whole. Only when ijson reports
 an error is the file decoded again, to name the exact line with the same wording as
 `records.load_json` (invalid bytes and NUL through `source.read_text`).
 """
@@ -22,7 +24,7 @@ from ijson.common import ObjectBuilder
 
 from ..builder import describe
 from ..entry import CatalogError, canonical_json
-from ..source import read_text
+from ..source import MAX_NESTING, json_too_deep, read_text
 
 BOM = b"\xef\xbb\xbf"
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -74,9 +76,14 @@ def _json_failure(path: Path, display: str, exc: Exception) -> CatalogError:
             reason = f"truncated JSON: {err.msg}"
         return CatalogError.single(display, f"line {err.lineno}", reason)
     except RecursionError:
-        return CatalogError.single(display, "document", "invalid JSON: nested too deeply")
+        return json_too_deep(display, text)
     first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
     return CatalogError.single(display, "document", f"invalid JSON: {first}")
+
+
+def _too_deep(path: Path, display: str) -> CatalogError:
+    """The nesting refusal with its line: the file is read again as text only on this path."""
+    return json_too_deep(display, read_text(path, display))
 
 
 def json_sections(path: Path, display: str, wanted: Iterable[str]) -> Iterator[tuple[str, str | None, Any]]:
@@ -143,11 +150,10 @@ def json_sections(path: Path, display: str, wanted: Iterable[str]) -> Iterator[t
                     if event != "start_map" and event != "start_array":
                         yield item[0], item[1], builder.value
                         builder = None
-                if event == "start_map":
-                    frames.append(set())
-                    where.append(None)
-                elif event == "start_array":
-                    frames.append([0])
+                if event == "start_map" or event == "start_array":
+                    if depth >= MAX_NESTING:
+                        raise _too_deep(path, display)
+                    frames.append(set() if event == "start_map" else [0])
                     where.append(None)
         except CatalogError:
             raise

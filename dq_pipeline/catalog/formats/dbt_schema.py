@@ -12,6 +12,18 @@ of one kind on one target differ and a key never depends on the order of the fil
 Descriptions are made readable: ``{{ doc("x") }}`` becomes "x" in words (doc blocks live in other
 files), other Jinja as in dbt_common.Readable. `config.enabled: false` leaves a resource out.
 
+Tolerated with a warning, as dbt does (each names the file and both lines): a duplicate mapping key
+(dbt >= 1.10 warns, the last value wins) and a duplicate column name in one model, seed, snapshot or
+source table (dbt keeps the last definition: dbt1033 "Only the last definition will be used"; the
+first one, its tests included, is left out). YAML anchors, aliases and merge keys (``<<: *cols``)
+work as in dbt, an explicit key beside a merge overriding the merged value; alias expansion is
+bounded (`records.ALIAS_BUDGET` nodes beyond those written) and so is nesting (`MAX_NESTING`).
+
+Refuses, naming the line: invalid YAML, tags beyond the safe set, alias bombs, nesting deeper than
+100 levels, a property file that is not a mapping or has a `version` other than 2, two models (seeds,
+snapshots, sources, source tables) of one name in one file (dbt refuses duplicate patches), a
+resource or column without `name`, lists and mappings of the wrong type, `tests` beside `data_tests`.
+
 Ignores (without failing): semantic_models, metrics, saved_queries, unit_tests, exposures, macros,
 analyses, groups, singular-test properties (top-level data_tests), functions, model `versions`,
 freshness and other settings not listed above.
@@ -25,6 +37,7 @@ from typing import Any
 
 from ..builder import EntryCollector
 from ..entry import Entry
+from ..notices import warn_at
 from ..source import read_text
 from . import Format
 from .dbt_common import (
@@ -266,18 +279,22 @@ class _File:
     ) -> list[tuple[str, str, str, dict[str, Any]]]:
         """Column entries to add after their table: (location, key, title, payload)."""
         found = []
-        seen: dict[str, str] = {}
+        chosen: dict[str, tuple[str, Any, str]] = {}
         for column_path, column in self.items(item, "columns", path):
             name = self.named(column, column_path, item, "column")
             if name is None:
                 continue
             location = self.at(column, column_path)
-            if name in seen:
-                self.problem(
-                    location, f"duplicate column name {name!r} in {parent_title} (first at {seen[name]})"
+            if name in chosen:
+                # dbt keeps the last definition and warns (dbt1033 in dbt Fusion, as dbt Core does).
+                warn_at(
+                    self.collector.display,
+                    location,
+                    f"duplicate column name {name!r} in {parent_title} (first at {chosen[name][2]}): "
+                    "only the last definition is used, as in dbt",
                 )
-                continue
-            seen[name] = location
+            chosen[name] = (column_path, column, location)
+        for name, (column_path, column, location) in chosen.items():
             config = self.mapping(column, "config", column_path)
             data_type = column.get("data_type") or types.get(name.lower())
             key = f"{parent_key}.{name}"
@@ -400,7 +417,7 @@ class _File:
 
 
 def parse(path: Path, display: str) -> list[Entry]:
-    doc, lines = load_yaml(read_text(path, display), display)
+    doc, lines = load_yaml(read_text(path, display), display, duplicates="warn")
     file = _File(display, lines)
     if doc is None:
         return []

@@ -21,7 +21,8 @@ import yaml
 from ..builder import Refused
 from ..entry import CatalogError, Entry
 from ..generic import entries_from_records
-from ..source import read_text
+from ..notices import warn
+from ..source import MAX_NESTING, deeper_than, json_too_deep, read_text
 from . import Format
 
 Record = tuple[str, "dict[str, Any] | Refused"]
@@ -100,24 +101,36 @@ def _path_to_duplicate(value: Any, path: str = "") -> tuple[str, str] | None:
 
 
 def load_json(text: str, display: str, line: int | None = None) -> Any:
-    """A JSON document, refusing duplicate keys in one object; errors name the line or the JSON path.
+    """A JSON document, refusing duplicate keys in one object and nesting deeper than
+    `source.MAX_NESTING`; errors name the line or the JSON path.
 
     `line`: the document is that one line of a larger file (JSON Lines).
     """
     line_offset = 0 if line is None else line - 1
     try:
-        return json.loads(text, object_pairs_hook=_no_duplicate_pairs)
+        value = json.loads(text, object_pairs_hook=_no_duplicate_pairs)
     except json.JSONDecodeError as exc:
         reason = f"invalid JSON: {exc.msg} (column {exc.colno})"
         if exc.pos >= len(text.rstrip()):
             reason = f"truncated JSON: {exc.msg}"
         raise CatalogError.single(display, f"line {exc.lineno + line_offset}", reason) from None
+    except RecursionError:  # the C decoder stops at Python's recursion limit, in constant memory
+        raise json_too_deep(display, text, line_offset) from None
     except _DuplicateKey:
         # The parser gives no position for this; a second pass finds the record that holds it.
-        path, key = _path_to_duplicate(json.loads(text, object_pairs_hook=_marking_pairs)) or ("document", "?")
+        try:
+            marked = json.loads(text, object_pairs_hook=_marking_pairs)
+        except RecursionError:
+            raise json_too_deep(display, text, line_offset) from None
+        if deeper_than(marked):
+            raise json_too_deep(display, text, line_offset) from None
+        path, key = _path_to_duplicate(marked) or ("document", "?")
         if line is not None:
             path = f"line {line}" + ("" if path == "document" else f" ({path})")
         raise CatalogError.single(display, path, f"duplicate key {key!r} in one object") from None
+    if deeper_than(value):
+        raise json_too_deep(display, text, line_offset) from None
+    return value
 
 
 def _records_of_document(doc: Any, display: str, lines: dict[int, int] | None = None) -> Iterator[Record]:
@@ -160,16 +173,56 @@ def read_jsonl(text: str, display: str) -> Iterator[Record]:
         yield f"line {number}", obj
 
 
-class _StrictLoader(yaml.SafeLoader):
-    """SafeLoader that refuses duplicate mapping keys and remembers where each mapping starts."""
+_MERGE = "tag:yaml.org,2002:merge"
 
-    def __init__(self, stream: str):
+
+class _Refusal(Exception):
+    def __init__(self, line: int | None, reason: str):
+        super().__init__(reason)
+        self.line = line
+        self.reason = reason
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """SafeLoader that bounds nesting and alias expansion, handles merge keys, remembers where each
+    mapping starts, and refuses (or, for dbt, reports) duplicate mapping keys."""
+
+    def __init__(self, stream: str, display: str, duplicates: str):
         super().__init__(stream)
+        self.display = display
+        self.duplicates = duplicates
         self.mapping_lines: dict[int, int] = {}
+        self._depth = 0
+
+    # --- composing: bounded depth, bounded expansion --------------------------------------------
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        self._depth += 1
+        try:
+            if self._depth > MAX_NESTING:
+                raise _Refusal(
+                    self.peek_event().start_mark.line + 1,
+                    f"nesting deeper than {MAX_NESTING} levels (hostile or broken input)",
+                )
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+
+    def compose_document(self) -> Any:
+        node = super().compose_document()
+        if node is not None:
+            _check_expansion(node)
+        return node
+
+    # --- constructing ---------------------------------------------------------------------------
 
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
-        seen: set[Any] = set()
+        # Explicit keys are checked before merge keys are resolved: a key beside `<<: *anchor`
+        # overrides the merged one (YAML merge semantics) and is not a duplicate.
+        seen: dict[Any, int] = {}
         for key_node, _ in node.value:
+            if key_node.tag == _MERGE:
+                continue
             key = self.construct_object(key_node, deep=True)
             try:
                 hash(key)
@@ -177,11 +230,18 @@ class _StrictLoader(yaml.SafeLoader):
                 raise yaml.constructor.ConstructorError(
                     None, None, f"a mapping key must be a scalar, found {type(key).__name__}", key_node.start_mark
                 ) from None
+            line = key_node.start_mark.line + 1
             if key in seen:
-                raise yaml.constructor.ConstructorError(
-                    None, None, f"duplicate key {key!r} in one mapping", key_node.start_mark
+                if self.duplicates != "warn":
+                    raise yaml.constructor.ConstructorError(
+                        None, None, f"duplicate key {key!r} in one mapping", key_node.start_mark
+                    )
+                warn(
+                    self.display,
+                    line,
+                    f"duplicate key {key!r} in one mapping (first at line {seen[key]}): the last value is used",
                 )
-            seen.add(key)
+            seen[key] = line
         return super().construct_mapping(node, deep=deep)
 
     def construct_located_map(self, node: yaml.MappingNode) -> Iterator[dict[Any, Any]]:
@@ -193,12 +253,74 @@ class _StrictLoader(yaml.SafeLoader):
 
 _StrictLoader.add_constructor("tag:yaml.org,2002:map", _StrictLoader.construct_located_map)
 
+# Nodes an alias may add to a document beyond what is written: generous for anchors reused by
+# merge keys (a 1,000-column file merging a 20-key anchor into each adds 40,000), and four orders
+# of magnitude below a "billion laughs" (nine aliases nested eight levels deep: 43 million).
+ALIAS_BUDGET = 200_000
 
-def load_yaml(text: str, display: str) -> tuple[Any, dict[int, int]]:
-    """A YAML document (safe tags only, no duplicate keys) and the line where each mapping starts (by id)."""
-    loader = _StrictLoader(text)
+
+def _children(node: yaml.Node) -> list[yaml.Node]:
+    if isinstance(node, yaml.SequenceNode):
+        return list(node.value)
+    if isinstance(node, yaml.MappingNode):
+        return [child for pair in node.value for child in pair]
+    return []
+
+
+def _check_expansion(root: yaml.Node) -> None:
+    """Refuse a document whose aliases expand beyond `ALIAS_BUDGET` nodes, nest deeper than
+    `MAX_NESTING` once expanded, or refer to themselves; linear in the nodes written, iterative."""
+    written: set[int] = set()
+    stack = [root]
+    while stack:
+        node = stack.pop()
+        if id(node) not in written:
+            written.add(id(node))
+            stack.extend(_children(node))
+    limit = len(written) + ALIAS_BUDGET
+    done: dict[int, tuple[int, int]] = {}  # id -> (nodes once expanded, depth once expanded)
+    active: set[int] = set()
+    pending: list[tuple[yaml.Node, bool]] = [(root, False)]
+    while pending:
+        node, leaving = pending.pop()
+        key = id(node)
+        if leaving:
+            kids = [done[id(child)] for child in _children(node)]
+            size = 1 + sum(k[0] for k in kids)
+            depth = 1 + max((k[1] for k in kids), default=0)
+            line = node.start_mark.line + 1
+            if size > limit:
+                raise _Refusal(
+                    line,
+                    f"aliases expand this node to {size:,} nodes, more than the {len(written):,} written "
+                    f"+ {ALIAS_BUDGET:,} allowed (an alias bomb?)",
+                )
+            if depth > MAX_NESTING:
+                raise _Refusal(line, f"aliases nest this node deeper than {MAX_NESTING} levels")
+            done[key] = (size, depth)
+            active.discard(key)
+            continue
+        if key in done:
+            continue
+        if key in active:
+            raise _Refusal(node.start_mark.line + 1, "an alias refers to a node that contains it (a recursive alias)")
+        active.add(key)
+        pending.append((node, True))
+        pending.extend((child, False) for child in _children(node) if id(child) not in done)
+
+
+def load_yaml(text: str, display: str, duplicates: str = "refuse") -> tuple[Any, dict[int, int]]:
+    """A YAML document (safe tags only; anchors, aliases and merge keys bounded) and the line where
+    each mapping starts (by id). `duplicates`: "refuse" duplicate mapping keys, or "warn" and keep
+    the last value (what dbt does)."""
+    loader = _StrictLoader(text, display, duplicates)
     try:
         return loader.get_single_data(), loader.mapping_lines
+    except _Refusal as exc:
+        where = f"line {exc.line}" if exc.line else "document"
+        raise CatalogError.single(display, where, exc.reason) from None
+    except RecursionError:  # not expected past the bounds above; refused by name all the same
+        raise CatalogError.single(display, "document", f"nesting deeper than {MAX_NESTING} levels") from None
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         where = f"line {mark.line + 1}" if mark else "document"

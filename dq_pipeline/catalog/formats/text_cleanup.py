@@ -24,7 +24,7 @@ import ijson
 
 from ..builder import describe
 from ..entry import CatalogError, canonical_json
-from ..source import read_text
+from ..source import nesting_offset, read_text
 from .records import load_json, load_yaml
 
 YAML_SUFFIXES = (".yaml", ".yml")
@@ -232,11 +232,19 @@ class Outline:
 
 @lru_cache(maxsize=16)
 def outline(head: str) -> Outline:
-    """Parse as much of the head as is valid JSON (it is usually cut short) and note the keys seen."""
+    """Parse as much of the head as is valid JSON (it is usually cut short) and note the keys seen.
+
+    Only the head up to where it nests deeper than `MAX_NESTING` is sniffed: ijson's prefixes grow
+    with the depth, so a 64 KB run of `[` would otherwise cost memory in the square of the depth
+    (~10 GB). The parser then refuses such a file by name.
+    """
     stripped = head.lstrip()
     if not stripped.startswith(("{", "[")):
         return Outline(None, frozenset())
     root = "object" if stripped.startswith("{") else "array"
+    too_deep = nesting_offset(stripped)
+    if too_deep is not None:
+        stripped = stripped[:too_deep]
     keys: set[tuple[str, str]] = set()
     try:
         for prefix, event, value in ijson.parse(io.BytesIO(stripped.encode("utf-8"))):
