@@ -17,7 +17,14 @@ from typing import Any
 
 import pytest
 
-from dq_pipeline.catalog import CatalogError, Entry, discover, parse_catalog, parse_with_warnings, read_catalog
+from dq_pipeline.catalog import (
+    CatalogError,
+    Entry,
+    discover,
+    parse_catalog,
+    parse_with_warnings,
+    read_catalog,
+)
 from dq_pipeline.catalog.formats import by_name, choose, dbt_schema
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "dbt"

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from dq_pipeline.catalog import CatalogError, Entry, discover, parse_catalog
+from dq_pipeline.catalog import CatalogError, Entry, discover, parse_catalog, parse_with_warnings
 from dq_pipeline.catalog.formats import choose
 from dq_pipeline.catalog.formats.great_expectations import wording
 from dq_pipeline.catalog.formats.text_cleanup import html_to_text
@@ -762,8 +762,24 @@ MALFORMED = [
         _dcat({"identifier": "a", "title": {"en": "A"}}),
         "dcat",
         "dataset[0].title",
-        "expected text, found an object",
+        "expected a string, found an object",
         id="dcat-title-object",
+    ),
+    pytest.param(
+        "data.json",
+        _dcat({"identifier": "a", "title": 2019}),
+        "dcat",
+        "dataset[0].title",
+        "expected a string, found a number",
+        id="dcat-title-number",
+    ),
+    pytest.param(
+        "data.json",
+        _dcat({"identifier": "a", "title": "A", "distribution": [{"title": "d", "description": 7}]}),
+        "dcat",
+        "dataset[0].distribution[0].description",
+        "expected a string, found a number",
+        id="dcat-distribution-description-number",
     ),
     pytest.param(
         "data.json",
@@ -951,4 +967,29 @@ def test_all_problems_of_an_open_format_file_are_reported_together(tmp_path: Pat
         ("dataset[1]", "a dataset needs an `identifier` or a `title`"),
         ("dataset[2]", "duplicate entry key 'a' (first at dataset[0])"),
         ("dataset[3]", "a dataset must be an object, found a string"),
+    ]
+
+
+def test_dcat_null_list_items_are_skipped_with_a_warning_as_the_header_says(tmp_path: Path) -> None:
+    """Issue 12 item 11: the header says null items are skipped; they are, and each is a warning."""
+    write(
+        tmp_path,
+        "data.json",
+        _dcat(
+            {
+                "identifier": "a",
+                "title": "A",
+                "keyword": ["x", None],
+                "modified": None,
+                "distribution": [None, {"title": "CSV", "downloadURL": "https://x/a.csv"}],
+            }
+        ),
+    )
+    entries, warnings = parse_with_warnings(discover(tmp_path)["data"])
+    assert [e.key for e in entries] == ["a", "a#distribution[1]"]  # keys keep the position in the file
+    assert entries[0].payload["keywords"] == ["x"] and entries[0].payload["distributions"] == 1
+    assert [(w.location, w.reason) for w in warnings] == [
+        ("data.json (dataset[0].modified)", "`modified` is null (DCAT-US requires it): skipped"),
+        ("data.json (dataset[0].keyword[1])", "null list item skipped"),
+        ("data.json (dataset[0].distribution[0])", "null list item skipped"),
     ]

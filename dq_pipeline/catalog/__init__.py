@@ -23,7 +23,7 @@ def parse_with_warnings(file: CatalogFile) -> tuple[list[Entry], list[Problem]]:
     file and line (``schema.yml:12``), at most `notices.MAX_WARNINGS` of them plus their count."""
     if file.error is not None:
         raise file.error
-    with collecting() as warnings:
+    with collecting(file.display) as warnings:
         entries = choose(file.root, file.path, file.display).parse(file.path, file.display)
     return entries, warnings
 

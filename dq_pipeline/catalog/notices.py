@@ -22,7 +22,8 @@ MAX_WARNINGS = 100
 
 
 class _Warnings:
-    def __init__(self) -> None:
+    def __init__(self, display: str) -> None:
+        self.display = display
         self.kept: list[Problem] = []
         self.seen: set[tuple[str, str]] = set()
         self.dropped = 0
@@ -39,7 +40,7 @@ class _Warnings:
     def result(self) -> list[Problem]:
         if not self.dropped:
             return list(self.kept)
-        return [*self.kept, Problem(self.kept[0].location.split(":")[0], f"... and {self.dropped} more warning(s)")]
+        return [*self.kept, Problem(self.display, f"... and {self.dropped} more warning(s)")]
 
 
 _current: ContextVar[_Warnings | None] = ContextVar("dq_catalog_warnings", default=None)
@@ -74,11 +75,20 @@ def warn_at(display: str, where: str, reason: str) -> None:
         warn(display, None, reason, where)
 
 
+def tolerated(where: str, reason: str) -> None:
+    """`warn_at` for the file being parsed (the one `collecting` was given): for shared helpers that
+    see a record path but not the file."""
+    current = _current.get()
+    if current is not None:
+        warn_at(current.display, where, reason)
+
+
 @contextmanager
-def collecting() -> Iterator[list[Problem]]:
-    """Collect the warnings raised inside the block; the list is filled when the block ends."""
+def collecting(display: str = "") -> Iterator[list[Problem]]:
+    """Collect the warnings raised inside the block (parsing the file `display`); the list is filled
+    when the block ends."""
     found: list[Problem] = []
-    current = _Warnings()
+    current = _Warnings(display)
     token = _current.set(current)
     try:
         yield found

@@ -5,7 +5,15 @@ identifier, modified/issued, access level, license, landing page), each of its d
 `distribution`: title, format, media type, download/access URL, description) and, where a distribution
 lists them (DCAT-AR), its fields (kind `field`: title, type, description, unit). Theme ids are named
 through the catalog's `themeTaxonomy` when it has one. HTML in descriptions is reduced to text (tags
-stripped, entities unescaped, whitespace collapsed); null values and null list items are skipped.
+stripped, entities unescaped, whitespace collapsed). A field set to null is absent (DCAT-US allows
+null for optional fields).
+
+Warns (accepted, recorded with the record path): a null item in a list (`keyword`, `theme`,
+`language`, `distribution`, `field`), which is skipped (the DCAT-US schema allows none; data.gov's
+harvester reports it per record and goes on); a null `title`, `description`, `modified`,
+`identifier` or `accessLevel` of a dataset, fields DCAT-US requires; an embedded text cut to
+`builder.TEXT_MAX_CHARS` or a payload over 1 MiB (a 38 MB `spatial` GeoJSON is kept whole in the
+record and not embedded: only the text is, and a Qdrant point carries ids and hashes only).
 
 Keys: a dataset is keyed by its `identifier`; one without an identifier by ``title:<title>`` (stable
 while the title is); one with neither is refused, and so are two datasets sharing an identifier (DCAT-US
@@ -15,8 +23,12 @@ and titles and URLs repeat within a dataset in real catalogs; a field ``<distrib
 
 Ignores: catalog-level metadata except `themeTaxonomy`, `@context`/`@type`/`@id`, contact emails,
 bureau and program codes, `describedBy` schemas (noted, not fetched), `references`.
-Refuses, naming the record path (``dataset[12].distribution[3]``): duplicate JSON keys, truncated JSON,
-`dataset`/`distribution`/`field` that are not lists of objects, titles or descriptions that are not text.
+Refuses, naming the record path (``dataset[12].distribution[3]``): truncated or invalid JSON, nesting
+deeper than 100 levels, `dataset`/`distribution`/`field` that are not lists, a list item that is neither
+an object nor null, a `title` or `description` that is not a string (a number is refused: the DCAT-US
+schema types them as strings), a dataset with neither identifier nor title, two datasets sharing one.
+Duplicate keys: a JSON object naming one key twice is refused (RFC 8259 leaves the meaning undefined
+and parsers disagree on which value wins), naming the object's record path.
 The whole file is parsed with `records.load_json` (no streaming): a 1.4 MB data.json (1,093 datasets)
 parses in 0.04 s with a 4.5 MiB peak of Python heap; memory grows about 3x the file size.
 """
@@ -28,6 +40,7 @@ from typing import Any
 
 from ..builder import EntryCollector
 from ..entry import CatalogError, Entry
+from ..notices import tolerated
 from . import Format
 from .text_cleanup import (
     Bad,
@@ -41,6 +54,7 @@ from .text_cleanup import (
     outline,
     plain,
     text_list,
+    text_only,
     type_name,
 )
 
@@ -65,8 +79,26 @@ def detect(head: str) -> bool:
     return shape.has("dataset.item", *_DATASET_HINTS) and shape.has("dataset.item", "title", "identifier")
 
 
+_REQUIRED = ("title", "description", "modified", "identifier", "accessLevel")
+
+
 def _text(record: dict[str, Any], key: str, where: str) -> str | None:
     return plain(record.get(key), at(where, key))
+
+
+def _string(record: dict[str, Any], key: str, where: str) -> str | None:
+    return text_only(record.get(key), at(where, key), "a string")
+
+
+def _objects(value: Any, where: str, what: str) -> list[tuple[int, Any]]:
+    """The items of a list of objects with their positions; null items are skipped with a warning."""
+    found = []
+    for i, item in enumerate(items(value, where, what)):
+        if item is None:
+            tolerated(at(where, i), "null list item skipped")
+            continue
+        found.append((i, item))
+    return found
 
 
 def _publisher(value: Any, where: str) -> str | None:
@@ -104,17 +136,20 @@ class _Catalog:
         where = at("dataset", i)
         if not isinstance(record, dict):
             raise Bad(where, f"a dataset must be an object, found {type_name(record)}")
+        for name in _REQUIRED:
+            if name in record and record[name] is None:
+                tolerated(at(where, name), f"`{name}` is null (DCAT-US requires it): skipped")
         identifier = _text(record, "identifier", where)
-        title = html_to_text(_text(record, "title", where))
+        title = html_to_text(_string(record, "title", where))
         if not identifier and not title:
             raise Bad(where, "a dataset needs an `identifier` or a `title`")
         key = identifier or f"title:{title}"
-        description = html_to_text(_text(record, "description", where))
+        description = html_to_text(_string(record, "description", where))
         keywords = text_list(record.get("keyword"), at(where, "keyword"))
         theme_ids = text_list(record.get("theme"), at(where, "theme"))
         themes = [self.themes.get(t, t) for t in theme_ids]
         publisher = _publisher(record.get("publisher"), at(where, "publisher"))
-        distributions = items(record.get("distribution"), at(where, "distribution"), "`distribution`")
+        distributions = _objects(record.get("distribution"), at(where, "distribution"), "`distribution`")
         payload = {
             "identifier": identifier,
             "key_from": None if identifier else "title",
@@ -145,7 +180,7 @@ class _Catalog:
             extras.append(f"Themes: {', '.join(themes)}")
         text = compose("dataset", title or key, {"description": description, "tags": keywords}, extras)
         self.collector.add(where, key, "dataset", payload, text=text)
-        for j, dist in enumerate(distributions):
+        for j, dist in distributions:
             try:
                 self.distribution(key, title or key, at(at(where, "distribution"), j), j, dist)
             except Bad as exc:
@@ -155,11 +190,11 @@ class _Catalog:
         if not isinstance(record, dict):
             raise Bad(where, f"a distribution must be an object, found {type_name(record)}")
         key = f"{dataset_key}#distribution[{j}]"
-        title = html_to_text(_text(record, "title", where))
+        title = html_to_text(_string(record, "title", where))
         fmt = _text(record, "format", where)
         media = _text(record, "mediaType", where)
-        description = html_to_text(_text(record, "description", where))
-        fields = items(record.get("field"), at(where, "field"), "`field`")
+        description = html_to_text(_string(record, "description", where))
+        fields = _objects(record.get("field"), at(where, "field"), "`field`")
         name = title or f"{fmt or media or 'distribution'} of {dataset_title}"
         payload = {
             "dataset": dataset_key,
@@ -183,7 +218,7 @@ class _Catalog:
             extras.append(f"Format: {fmt} ({media})" if fmt and media else f"Format: {fmt or media}")
         text = compose("distribution", name, {"description": description}, extras)
         self.collector.add(where, key, "distribution", payload, text=text)
-        for k, field in enumerate(fields):
+        for k, field in fields:
             try:
                 self.field(key, name, dataset_title, at(at(where, "field"), k), field)
             except Bad as exc:
@@ -192,11 +227,11 @@ class _Catalog:
     def field(self, dist_key: str, dist_name: str, dataset_title: str, where: str, record: Any) -> None:
         if not isinstance(record, dict):
             raise Bad(where, f"a field must be an object, found {type_name(record)}")
-        title = _text(record, "title", where) or _text(record, "name", where)
+        title = _string(record, "title", where) or _text(record, "name", where)
         if not title:
             raise Bad(where, "a field needs a `title` (its column name)")
         ftype = _text(record, "type", where)
-        description = html_to_text(_text(record, "description", where))
+        description = html_to_text(_string(record, "description", where))
         payload = {
             "distribution": dist_key,
             "title": title,

@@ -24,6 +24,7 @@ import ijson
 
 from ..builder import describe
 from ..entry import CatalogError, canonical_json
+from ..notices import tolerated
 from ..source import nesting_offset, read_text
 from .records import load_json, load_yaml
 
@@ -102,7 +103,8 @@ def plain(value: Any, where: str, what: str = "text") -> str | None:
 
 
 def text_list(value: Any, where: str) -> list[str]:
-    """A list of texts: null is empty, one text is a list of one, null and blank items are skipped."""
+    """A list of texts: null is empty, one text is a list of one, blank items are skipped, null items
+    are skipped with a warning (no schema of these formats allows them)."""
     if value is None:
         return []
     if not isinstance(value, list):
@@ -110,10 +112,21 @@ def text_list(value: Any, where: str) -> list[str]:
         return [single] if single else []
     found = []
     for i, item in enumerate(value):
+        if item is None:
+            tolerated(at(where, i), "null list item skipped")
+            continue
         text = plain(item, at(where, i))
         if text:
             found.append(text)
     return found
+
+
+def text_only(value: Any, where: str, what: str = "text") -> str | None:
+    """`plain` for a field its schema types as a string (a title, a description): a number or a
+    boolean is refused, not turned into text."""
+    if value is not None and not isinstance(value, str):
+        raise Bad(where, f"expected {what}, found {type_name(value)}")
+    return plain(value, where, what)
 
 
 def mapping(value: Any, where: str, what: str) -> dict[str, Any]:
