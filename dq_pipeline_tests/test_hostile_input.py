@@ -27,8 +27,10 @@ from dq_pipeline.catalog import (
     discover,
     load_catalog,
     parse_catalog,
+    read_catalog,
     validate_catalog_id,
 )
+from dq_pipeline.catalog.builder import TEXT_MAX_CHARS
 from dq_pipeline.embedding import HashingEmbedder
 from dq_pipeline.sync import SyncedStore
 from dq_pipeline.sync.schema import entries as entries_table
@@ -314,7 +316,8 @@ def test_many_tiny_rows_parse_in_bounded_memory(tmp_path: Path) -> None:
 
 @pytest.mark.postgres
 def test_a_5mb_description_is_accepted_and_synced_in_bounded_memory(postgres_url: str, tmp_path: Path) -> None:
-    """Far past any model's token limit: accepted (the model truncates what it embeds), stored whole."""
+    """Far past any model's token limit: accepted, the payload stored whole, the embedded text cut to
+    builder.TEXT_MAX_CHARS (the model would truncate it anyway)."""
     reset_postgres(postgres_url)
     root = tmp_path / "catalogs"
     root.mkdir()
@@ -332,8 +335,12 @@ def test_a_5mb_description_is_accepted_and_synced_in_bounded_memory(postgres_url
     assert measured["max_rss_mb"] < 1500, measured["max_rss_mb"]
     with SyncedStore.open(postgres_url, qdrant_path=str(tmp_path / "data" / "qdrant")) as store:
         with store.engine.connect() as conn:
-            text = conn.scalar(select(entries_table.c.text).where(entries_table.c.entry_key == "huge"))
-        assert giant.strip() in text
+            text, payload = conn.execute(
+                select(entries_table.c.text, entries_table.c.payload).where(entries_table.c.entry_key == "huge")
+            ).one()
+        payload = json.loads(payload) if isinstance(payload, str) else payload
+        assert payload["description"] == giant.strip()  # the record keeps the whole value
+        assert len(text) == TEXT_MAX_CHARS and giant.strip().startswith(text[len("entry huge: "):])  # what is embedded is bounded
         assert store.verify("giant").in_sync
 
 
@@ -501,3 +508,152 @@ def test_the_sql_check_catches_what_it_must() -> None:
     )
     assert len(sql_built_from_strings(bad)) == 5
     assert sql_built_from_strings(good) == []
+
+
+# =========================================================================== issue 12: nesting, aliases, floods, huge values
+
+RUN = "[" * 100_000 + "]" * 100_000  # 200 KB
+
+
+def _children(depth: int) -> str:
+    column = '{"name": "c", "dataType": "STRUCT", "children": ['
+    return '{"tables": [{"name": "t", "columns": [' + column * depth + "]}" * depth + "]}]}"
+
+
+def _alias_bomb() -> str:
+    """A 'billion laughs' under `meta:` (nine aliases, eight levels: 43 million nodes once expanded)."""
+    lines = ["version: 2", "models:", "  - name: m", "    meta:", "      l0: &l0 [lol, lol, lol, lol, lol, lol, lol, lol, lol]"]
+    lines += [f"      l{i}: &l{i} [{','.join([f'*l{i - 1}'] * 9)}]" for i in range(1, 9)]
+    return "\n".join(lines) + "\n"
+
+
+# name -> (file, content, location, reason fragment)
+NESTED = {
+    "deep.json": ("deep.json", RUN, "line 1", "nesting deeper than 100 levels"),
+    "datapackage.json": ("datapackage.json", RUN, "line 1", "nesting deeper than 100 levels"),
+    "data.json": ("data.json", RUN, "line 1", "nesting deeper than 100 levels"),
+    "dcat-dataset": ("dcat/data.json", '{"conformsTo": "x", "dataset": ' + RUN + "}", "line 1", "nesting deeper than 100 levels"),
+    "manifest.json": (
+        "target/manifest.json",
+        '{"metadata": {"dbt_schema_version": "https://schemas.getdbt.com/dbt/manifest/v12.json"}, "nodes": {"a": ' + RUN + "}}",
+        "line 1",
+        "nesting deeper than 100 levels",
+    ),
+    "yaml-flow": ("deep.yaml", RUN, "line 1", "nesting deeper than 100 levels"),
+    "yaml-block": ("block.yml", "entries:\n" + "".join("  " * i + "- \n" for i in range(1, 400)), "line 1", "nesting deeper than 100 levels"),
+    "jsonl": ("records.jsonl", '{"key": "a"}\n' + RUN + "\n", "line 2", "nesting deeper than 100 levels"),
+    "openmetadata-children": ("om/tables.json", _children(400), "line 1", "nesting deeper than 100 levels"),
+    "yaml-alias-bomb": ("models/schema.yml", _alias_bomb(), "line ", "aliases expand this node to"),
+    "yaml-recursive-alias": ("loop.yaml", "entries: &a\n  - *a\n", "line 1", "recursive alias"),
+}
+
+REFUSE = r"""
+import json, sys, time
+from pathlib import Path
+from dq_pipeline.catalog import CatalogError, discover, parse_catalog
+root = Path(sys.argv[1])
+found = discover(root)
+started = time.perf_counter()
+try:
+    parse_catalog(found[sys.argv[2]])
+    outcome = {"refused": False}
+except CatalogError as exc:
+    outcome = {"refused": True, "message": str(exc), "location": exc.problems[0].location, "kind": type(exc).__name__}
+outcome["seconds"] = time.perf_counter() - started
+healthy = {cid: len(parse_catalog(f)) for cid, f in found.items() if cid != sys.argv[2]}
+outcome["healthy"] = healthy
+outcome["peak_mb"] = next(int(l.split()[1]) for l in open("/proc/self/status") if l.startswith("VmHWM:")) / 1024
+print(json.dumps(outcome))
+"""
+
+
+@pytest.mark.parametrize("name", list(NESTED))
+def test_deep_nesting_and_alias_bombs_are_refused_by_name_in_bounded_memory_and_time(tmp_path: Path, name: str) -> None:
+    """Issue 12 items 4-6: refused as CatalogError (never RecursionError), naming file, line and reason,
+    in a fresh process peaking under 300 MB, in well under a second (bound 10 s), and the healthy catalog
+    beside it still parses."""
+    relative, content, location, reason = NESTED[name]
+    (tmp_path / relative).parent.mkdir(parents=True, exist_ok=True)
+    (tmp_path / relative).write_text(content, encoding="utf-8")
+    (tmp_path / "healthy.csv").write_bytes(GOOD_CSV)
+    done = subprocess.run([sys.executable, "-c", REFUSE, str(tmp_path), relative.rsplit(".", 1)[0]],
+                          capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stderr[-3000:]
+    outcome = json.loads(done.stdout)
+    assert outcome["refused"], outcome
+    assert outcome["message"].startswith(f"catalog {relative} refused: 1 problem(s)"), outcome["message"]
+    assert outcome["location"].startswith(location) and reason in outcome["message"], outcome["message"]
+    assert outcome["peak_mb"] < 300, outcome
+    assert outcome["seconds"] < 10, outcome
+    assert outcome["healthy"] == {"healthy": 1}
+
+
+def test_yaml_anchors_within_the_alias_budget_are_read(tmp_path: Path) -> None:
+    """Aliases are legal YAML: reusing an anchor is fine until the expansion budget."""
+    (tmp_path / "c.yaml").write_text(
+        "base: &base {table: orders, owner: sales}\nentries:\n"
+        + "".join(f"  - {{<<: *base, column: c{i}}}\n" for i in range(500)),
+        encoding="utf-8",
+    )
+    entries = load_catalog(tmp_path, "c")
+    assert len(entries) == 500 and entries[7].key == "orders.c7" and entries[7].payload["owner"] == "sales"
+
+
+def test_a_flood_of_problems_is_capped_with_short_locations(tmp_path: Path) -> None:
+    """Issue 12 item 7: the first problems, shortened, and the count; never megabytes of error."""
+    long_name = "n" * 5000
+    (tmp_path / "flood.jsonl").write_text("".join(json.dumps({"key": f"{long_name}{i}"}) + "\n" for i in range(300)), encoding="utf-8")
+    with pytest.raises(CatalogError) as refused:
+        load_catalog(tmp_path, "flood")
+    message = str(refused.value)
+    assert message.startswith("catalog flood.jsonl refused: 300 problem(s)")
+    assert "... and 280 more problem(s)" in message
+    assert len(message) < 10_000, len(message)
+    deep_path = "tables[0]" + ".columns[0].children[0]" * 250
+    shown = str(CatalogError.single("x.json", deep_path, "bad"))
+    assert "…" in shown and len(shown) < 400 and shown.endswith(".children[0]: bad")
+
+
+def test_huge_value_is_kept_whole_in_the_payload_and_bounded_in_the_text(tmp_path: Path) -> None:
+    """Issue 12 item 8 (a 38 MB DCAT `spatial` in the field; 3 MB here): accepted with warnings."""
+    spatial = {"type": "Polygon", "coordinates": [[[i * 0.001, 40.0] for i in range(120_000)]]}
+    description = "Street trees. " * 2000
+    (tmp_path / "data.json").write_text(json.dumps({"conformsTo": "https://project-open-data.cio.gov/v1.1/schema", "dataset": [
+        {"identifier": "trees", "title": "Trees", "description": description, "spatial": spatial, "keyword": ["trees"], "modified": "2024"}
+    ]}), encoding="utf-8")
+    parsed = read_catalog(tmp_path, "data")
+    (entry,) = parsed.entries
+    assert entry.payload["spatial"] == spatial  # the record keeps the whole value
+    assert len(entry.text) == TEXT_MAX_CHARS and entry.text.startswith("dataset Trees: Street trees.")
+    reasons = [w.reason for w in parsed.warnings]
+    assert [w.location for w in parsed.warnings] == ["data.json (dataset[0])", "data.json (dataset[0])"]
+    assert reasons[0].startswith("entry 'trees': embedded text of 28,02") and "cut to its first 8,192" in reasons[0]
+    assert "field `spatial`" in reasons[1] and "stored whole in the record" in reasons[1]
+
+
+def test_an_entry_payload_over_64_mib_is_refused_by_name() -> None:
+    from dq_pipeline.catalog.builder import EntryCollector
+
+    collector = EntryCollector("big.json")
+    collector.add("dataset[0]", "k", "dataset", {"blob": "x" * (64 * 1024 * 1024 + 1)})
+    with pytest.raises(CatalogError, match=r"dataset\[0\]: entry 'k': payload of 67,108,876 bytes \(field `blob`"):
+        collector.finish()
+
+
+def test_a_catalog_id_over_512_characters_is_refused_at_discovery(tmp_path: Path) -> None:
+    """Issue 10 item 11: the id column holds 512 characters; a longer id was a raw StringDataRightTruncation."""
+    folder = tmp_path
+    for _ in range(3):
+        folder = folder / ("d" * 200)
+    folder.mkdir(parents=True)
+    (folder / "x.csv").write_bytes(GOOD_CSV)
+    (tmp_path / "ok.csv").write_bytes(GOOD_CSV)
+    found = discover(tmp_path)
+    (long_id,) = [cid for cid in found if cid != "ok"]
+    assert len(long_id) == 604
+    with pytest.raises(CatalogError, match="at most 512"):
+        parse_catalog(found[long_id])
+    with pytest.raises(ValueError, match="at most 512"):
+        validate_catalog_id(long_id)
+    assert [e.key for e in parse_catalog(found["ok"])] == ["k1"]
+    validate_catalog_id("a" * 512)  # the bound itself is allowed

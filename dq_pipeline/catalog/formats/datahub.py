@@ -17,7 +17,10 @@ test results, containers ...) and PATCH proposals.
 Refuses, naming the record path (``[4].proposedSnapshot[...].aspects[4][...].fields[2]``): duplicate
 JSON keys (inside serialized aspects too), truncated JSON, a record that is neither an MCE nor an MCP,
 a snapshot or MCP without a urn, aspects that are not single-key objects, a schema field without
-`fieldPath`, two fields with one path in one schema.
+`fieldPath`, two fields with one path in one schema, nesting deeper than 100 levels.
+Warns: a null item in `tags`/`typeNames` lists (skipped); an embedded text cut to its first 8,192 characters or a payload over 1 MiB (see builder: the payload is kept whole).
+Duplicate keys: refused in any JSON object, serialized aspects included (RFC 8259 leaves their
+meaning undefined; a real bootstrap file repeating `upstreams` is refused, see the tests).
 """
 
 from __future__ import annotations

@@ -9,6 +9,9 @@ and one `column` entry per column (key ``<unique_id>.<column>``) with its type a
 
 Reads: `metadata.dbt_schema_version`, `nodes` and `sources` (metadata, columns). Ignores: table
 `stats`, `errors`, other top-level keys. Streams the file (see dbt_common), so size is no concern.
+Refuses, naming the JSON path: invalid or truncated JSON, nesting deeper than 100 levels, nodes or
+columns that are not objects. Warns: an embedded text cut to its first 8,192 characters or a payload over 1 MiB (see builder: the payload is kept whole).
+Duplicate keys: refused in any object (dbt writes none; RFC 8259 leaves their meaning undefined).
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """dbt manifest: ``manifest.json`` (``metadata.dbt_schema_version`` .../manifest/vN.json).
 
-Entries: one per model, seed, snapshot (`nodes`) and source table (`sources`), keyed by the dbt
+Reads (entries): one per model, seed, snapshot (`nodes`) and source table (`sources`), keyed by the dbt
 unique_id; one per column, keyed ``<unique_id>.<column>``; one per data test (generic and singular),
 keyed by its unique_id and worded as "not_null on customers.customer_id" with its arguments,
 severity and the node it attaches to (`attached_node`, else `depends_on`). Node and column texts
@@ -11,6 +11,12 @@ and the tests attached to them are left out.
 
 A sibling ``catalog.json`` (see dbt_catalog) adds column types the manifest lacks, the columns the
 project does not document (payload `documented: false`) and the relation comment, type and owner.
+
+Refuses, naming the JSON path (line for syntax): invalid or truncated JSON, nesting deeper than 100
+levels, a document that is not one object, sections and nodes that are not objects, a node without
+`resource_type` or `name` or whose unique_id differs from its key, two columns of one name.
+Warns: an embedded text cut to its first 8,192 characters or a payload over 1 MiB (see builder: the payload is kept whole).
+Duplicate keys: refused in any object (dbt writes none; RFC 8259 leaves their meaning undefined).
 
 Ignores: macros, exposures, metrics, semantic models, saved queries, unit tests, groups, selectors,
 functions, parent/child maps, analyses and operations, compiled SQL.

@@ -2,7 +2,7 @@
 
 Detected by a top-level ``version: 2`` beside a dbt key, or (dbt 1.5+ made `version` optional) by
 top-level keys that are all dbt property keys, one of them models/sources/seeds/snapshots.
-Entries: ``model.<name>``, ``seed.<name>``, ``snapshot.<name>``, ``source.<source>`` and
+Reads (entries): ``model.<name>``, ``seed.<name>``, ``snapshot.<name>``, ``source.<source>`` and
 ``source.<source>.<table>`` (kind `source`), their columns (``<parent key>.<column>``), and one per
 data test under `data_tests:` or the older `tests:` (both at once is refused, as dbt does): a name
 (``unique``) or a one-key mapping (``relationships: {to: ref('x'), field: id}``, the dbt 1.10
@@ -12,7 +12,7 @@ of one kind on one target differ and a key never depends on the order of the fil
 Descriptions are made readable: ``{{ doc("x") }}`` becomes "x" in words (doc blocks live in other
 files), other Jinja as in dbt_common.Readable. `config.enabled: false` leaves a resource out.
 
-Tolerated with a warning, as dbt does (each names the file and both lines): a duplicate mapping key
+Warns (accepted as dbt accepts them, each warning naming the file and both lines): a duplicate mapping key
 (dbt >= 1.10 warns, the last value wins) and a duplicate column name in one model, seed, snapshot or
 source table (dbt keeps the last definition: dbt1033 "Only the last definition will be used"; the
 first one, its tests included, is left out). YAML anchors, aliases and merge keys (``<<: *cols``)
@@ -23,6 +23,9 @@ Refuses, naming the line: invalid YAML, tags beyond the safe set, alias bombs, n
 100 levels, a property file that is not a mapping or has a `version` other than 2, two models (seeds,
 snapshots, sources, source tables) of one name in one file (dbt refuses duplicate patches), a
 resource or column without `name`, lists and mappings of the wrong type, `tests` beside `data_tests`.
+Also warns, as every format: an embedded text cut to its first 8,192 characters or a payload over 1 MiB (see builder: the payload is kept whole).
+Duplicate keys: a mapping key given twice is a warning and the last value wins (dbt >= 1.10); a
+duplicate column name likewise; two resources of one name are refused.
 
 Ignores (without failing): semantic_models, metrics, saved_queries, unit_tests, exposures, macros,
 analyses, groups, singular-test properties (top-level data_tests), functions, model `versions`,

@@ -13,7 +13,11 @@ Ignores: inline `data` rows (counted only), dialects, encodings, sources and con
 titles, vocabulary mappings on fields (`skos:*`, `rdfType`), the example `resources` of a Table Schema.
 Refuses, naming the record path (and the line, in YAML): duplicate keys, a resource or field without a
 `name`, `resources`/`fields` that are not lists of objects, `constraints` that are not an object,
-primary or foreign keys naming fields the schema does not have, two resources or fields with one name.
+primary or foreign keys naming fields the schema does not have, two resources or fields with one name,
+truncated JSON or YAML, nesting deeper than 100 levels, YAML alias bombs.
+Warns: a null item in `keywords` (skipped); an embedded text cut to its first 8,192 characters or a payload over 1 MiB (see builder: the payload is kept whole).
+Duplicate keys: refused, in JSON (RFC 8259 leaves their meaning undefined) and in YAML (the YAML
+spec requires unique keys); YAML anchors and merge keys are read, bounded.
 """
 
 from __future__ import annotations

@@ -12,7 +12,10 @@ Ignores: suite-level `meta` other than the GE version and data asset name, citat
 `result_format`/`include_config`/`catch_exceptions` arguments.
 Refuses, naming the record path (``expectations[3]``): duplicate JSON keys, truncated JSON, a suite
 without a name, `expectations` that is not a list of objects, an expectation without a type or whose
-`kwargs` is not an object, and the same expectation (type and kwargs) listed twice.
+`kwargs` is not an object, and the same expectation (type and kwargs) listed twice, nesting deeper
+than 100 levels.
+Reads only the suite file (no checkpoint, no data). Warns: an embedded text cut to its first 8,192 characters or a payload over 1 MiB (see builder: the payload is kept whole).
+Duplicate keys: refused in any JSON object (RFC 8259 leaves their meaning undefined).
 """
 
 from __future__ import annotations

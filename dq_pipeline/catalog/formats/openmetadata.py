@@ -14,7 +14,10 @@ Ignores: sample data, table profiles, joins, usage summaries, followers, hrefs, 
 definitions, data models, lineage; OpenMetadata 1.x test suites (`testCases` with `entityLink`).
 Refuses, naming the record path (``tables[2].columns[5].children[0]``): duplicate JSON keys, truncated
 JSON, a table or column without a name, `columns`/`children`/tests that are not lists of objects, table
-constraints naming columns the table does not have, a test without a type.
+constraints naming columns the table does not have, a test without a type, nesting deeper than 100
+levels (so `children` at most ~45 deep) as one problem at its line.
+Warns: an embedded text cut to its first 8,192 characters or a payload over 1 MiB (see builder: the payload is kept whole).
+Duplicate keys: refused in any JSON object (RFC 8259 leaves their meaning undefined).
 """
 
 from __future__ import annotations

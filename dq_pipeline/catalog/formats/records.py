@@ -2,9 +2,18 @@
 
 Reads: a CSV with a header row; a JSON array of objects or an object whose `entries` holds one;
 JSON Lines (blank lines skipped); YAML with the same shapes as JSON. Every row/object becomes a
-``(location, mapping)`` pair for `generic.py`. Duplicate mapping keys in JSON/YAML, ragged CSV rows
-and truncated documents are refused with the line or record path. Ignores: YAML tags beyond the
-safe set (refused), JSON/YAML top-level keys other than `entries`.
+``(location, mapping)`` pair for `generic.py`. YAML anchors, aliases and merge keys (``<<: *base``,
+an explicit key overriding the merged one) are read.
+
+Refuses, with the line or record path: ragged CSV rows, blank or repeated header names, unclosed
+quotes, truncated or invalid JSON/YAML, YAML tags beyond the safe set, nesting deeper than
+`source.MAX_NESTING` (100) levels, YAML whose aliases expand beyond `ALIAS_BUDGET` nodes more than
+written (a "billion laughs") or refer to themselves, binary (NUL bytes) and non-UTF-8 text.
+Ignores: JSON/YAML top-level keys other than `entries`, blank CSV rows and JSON Lines.
+Warns: an embedded text cut to its first 8,192 characters or a payload over 1 MiB (see builder: the payload is kept whole).
+Duplicate keys: refused, in JSON objects (RFC 8259 leaves their meaning undefined) and YAML mappings
+(the YAML spec requires unique keys); a CSV header naming one column twice too. `load_yaml` takes
+``duplicates="warn"`` for formats whose tool keeps the last value (dbt).
 """
 
 from __future__ import annotations
