@@ -8,7 +8,6 @@ disagree after its write fails the run (see DAGSTER_NOTES: a partitioned check c
 import time
 from typing import Any
 
-import numpy as np
 from dagster import (
     AssetCheckResult,
     AssetCheckSeverity,
@@ -25,9 +24,10 @@ from dagster import (
 )
 from pydantic import Field
 
-from ..catalog import CatalogError, Entry, load_catalog, validate_catalog_id
+from ..catalog import ABSENT, ParsedCatalog, current_source_digest, read_catalog, validate_catalog_id
 from ..embedding import LazyEmbedder
-from ..sync import CatalogVerification, SyncFailed, stored_dimension, stored_hashes
+from ..errors import RefusedInput, error_kind, is_transient, one_line, redact
+from ..sync import CatalogVerification, Source, stored_dimension, stored_hashes, vector_cache
 from .partitions import QDRANT_POOL, catalog_partitions
 from .resources import CatalogFolder, EmbedderResource, SyncedStoreResource
 
@@ -35,17 +35,31 @@ GROUP = "catalog_index"
 IDS_MATCH = "ids_match"
 OWNERS = ["team:data-platform"]
 
-# Transient errors (Qdrant or the database briefly unreachable, the embedded store busy, a model
-# download hiccup) are retried with exponential backoff. A retry never double-applies: every sync,
-# repair and removal is idempotent (content-addressed point ids, plans computed from what is
-# committed) and first finishes whatever the journal holds for its catalog under the catalog lock.
-# Refused input is not transient: those steps raise `Failure(allow_retries=False)`, which Dagster
-# fails at once whatever the retry policy; a failed blocking check is not retried either.
+# Transient errors (a store briefly unreachable, the embedded store busy, a lock held too long) are
+# retried with exponential backoff. A retry never double-applies: every sync, repair and removal is
+# idempotent (content-addressed point ids, plans computed from what is committed) and first
+# finishes whatever the journal holds for its catalog under the catalog lock. Terminal errors
+# (refused input, configuration, a lost lock, a stale parse) fail at once: `step_failure` turns
+# each error into a Failure whose `allow_retries` and metadata come from its class (errors.py).
 TRANSIENT_RETRY = RetryPolicy(max_retries=3, delay=1, backoff=Backoff.EXPONENTIAL, jitter=Jitter.PLUS_MINUS)
 
-# The step whose failure means "the catalog file was refused" (I6): repair cannot fix bad input.
 PARSE_STEP = "catalog_entries"
 REFUSED = "dq/refused"
+ERROR_KIND = "dq/error_kind"
+TRANSIENT = "dq/transient"
+
+
+def step_failure(exc: BaseException, **metadata: Any) -> Failure:
+    """The one translation of an error into a step failure: one redacted line, retried only if
+    transient, and its class recorded for the auto-repair sensor and alerts."""
+    transient = is_transient(exc)
+    refused = isinstance(exc, RefusedInput)
+    return Failure(
+        # A refusal keeps every line: each names a file, a record and a reason (bounded in CatalogError).
+        description=redact(str(exc)) if refused else one_line(exc),
+        metadata={ERROR_KIND: error_kind(exc), TRANSIENT: transient, REFUSED: refused, **metadata},
+        allow_retries=transient,
+    )
 
 
 class SyncConfig(Config):
@@ -58,34 +72,38 @@ class SyncConfig(Config):
     kinds={"python"},
     owners=OWNERS,
     tags={"stage": "parse"},
-    description="The catalog file parsed and validated into entries. A file that fails validation is refused "
-    "whole with file, record and reason (I6); a removed file yields no entries, which removes the catalog.",
+    retry_policy=TRANSIENT_RETRY,
+    description="The catalog file parsed and validated into entries, with the digest of the bytes they came from. "
+    "A file that fails validation is refused whole with file, record and reason (I6); a removed file yields no "
+    "entries, which removes the catalog.",
 )
-def catalog_entries(context: AssetExecutionContext, catalog_folder: CatalogFolder) -> list[Entry]:
+def catalog_entries(context: AssetExecutionContext, catalog_folder: CatalogFolder) -> ParsedCatalog:
     catalog_id = context.partition_key
     started = time.perf_counter()
-    # Bad input fails the same way every time: never retried, and never "repaired" (see sensors).
     try:
         validate_catalog_id(catalog_id)
-    except ValueError as exc:
-        raise Failure(description=str(exc), metadata={REFUSED: True}, allow_retries=False) from None
+    except ValueError as exc:  # an impossible catalog id: refused like bad input
+        raise step_failure(RefusedInput(str(exc))) from None
     try:
-        entries = load_catalog(catalog_folder.path(), catalog_id)
-    except CatalogError as exc:
-        metadata = {"file": exc.path, "problems": len(exc.problems), REFUSED: True}
-        raise Failure(description=str(exc), metadata=metadata, allow_retries=False) from None
+        parsed = read_catalog(catalog_folder.path(), catalog_id)
+    except Exception as exc:
+        extra = {"file": exc.path, "problems": len(exc.problems)} if hasattr(exc, "problems") else {}
+        raise step_failure(exc, **extra) from None
     kinds: dict[str, int] = {}
-    for entry in entries:
+    for entry in parsed.entries:
         kinds[entry.kind] = kinds.get(entry.kind, 0) + 1
     context.add_output_metadata(
         {
-            "entries": len(entries),
+            "entries": len(parsed.entries),
             "by_kind": MetadataValue.json(kinds),
             "parse_seconds": round(time.perf_counter() - started, 3),
-            "file_present": bool(entries) or (catalog_folder.path() / catalog_id).parent.exists(),
+            "file_present": parsed.source_digest != ABSENT,
+            "source_digest": parsed.source_digest,
+            "warnings": len(parsed.warnings),
+            **({"warning_list": MetadataValue.json([str(w) for w in parsed.warnings[:50]])} if parsed.warnings else {}),
         }
     )
-    return entries
+    return parsed
 
 
 @asset(
@@ -95,38 +113,47 @@ def catalog_entries(context: AssetExecutionContext, catalog_folder: CatalogFolde
     owners=OWNERS,
     tags={"stage": "embed"},
     retry_policy=TRANSIENT_RETRY,
-    description="Vectors for the entries whose content (or model) is not yet in the system of record; "
-    "unchanged entries are never re-embedded (I4).",
+    description="Vectors for the entries whose content (or model) is not yet in the system of record, left in the "
+    "record's vector cache a chunk at a time for the write step; unchanged entries are never re-embedded (I4).",
 )
 def catalog_embeddings(
     context: AssetExecutionContext,
     config: SyncConfig,
-    catalog_entries: list[Entry],
+    catalog_entries: ParsedCatalog,
     embedder: EmbedderResource,
     store: SyncedStoreResource,
 ) -> dict[str, Any]:
-    model_id = embedder.model_id()
-    with store.record() as engine:
-        known = set() if config.force else stored_hashes(engine, context.partition_key, model_id)
-        dimension = stored_dimension(engine, model_id)
-    todo = {e.content_hash: e.text for e in catalog_entries if e.content_hash not in known}
     started = time.perf_counter()
-    vectors: dict[str, np.ndarray] = {}
-    if todo or dimension is None:
-        model = embedder.load()
-        dimension = model.dimension
-        encoded = model.embed(list(todo.values()))
-        vectors = dict(zip(todo, encoded, strict=True))
+    try:
+        model_id = embedder.model_id()
+        with store.record() as engine:
+            known = set() if config.force else stored_hashes(engine, context.partition_key, model_id)
+            dimension = stored_dimension(engine, model_id)
+            todo = {e.content_hash: e.text for e in catalog_entries.entries if e.content_hash not in known}
+            cached = vector_cache.cached_hashes(engine, model_id, todo)  # left by an earlier attempt
+            todo_hashes = [h for h in todo if h not in cached]
+            if todo_hashes or dimension is None:
+                model = embedder.load()
+                dimension = model.dimension
+                for start in range(0, len(todo_hashes), CACHE_CHUNK):
+                    part = todo_hashes[start : start + CACHE_CHUNK]
+                    vector_cache.put(engine, model_id, part, model.embed([todo[h] for h in part]))
+    except Exception as exc:
+        raise step_failure(exc) from exc
     context.add_output_metadata(
         {
-            "embedded": len(vectors),
-            "skipped_unchanged": len(catalog_entries) - len(todo),
+            "embedded": len(todo_hashes),
+            "already_cached": len(todo) - len(todo_hashes),
+            "skipped_unchanged": len(catalog_entries.entries) - len(todo),
             "embed_seconds": round(time.perf_counter() - started, 3),
             "model": model_id,
             "dimension": dimension,
         }
     )
-    return {"model_id": model_id, "dimension": dimension, "vectors": vectors}
+    return {"model_id": model_id, "dimension": dimension, "embedded": len(todo_hashes)}
+
+
+CACHE_CHUNK = 4096  # texts embedded and cached per round: bounds the step's memory
 
 
 @asset(
@@ -143,17 +170,18 @@ def catalog_embeddings(
             asset="catalog_index",
             blocking=True,
             description="After the write, PostgreSQL and Qdrant hold the same point ids with matching payloads "
-            "for this catalog, and no journal row is left.",
+            "and vector digests for this catalog, and no journal row is left.",
         )
     ],
     description="The catalog written to PostgreSQL (system of record) and Qdrant (search index) through the "
-    "journaled two-phase protocol: all or nothing per catalog, nothing lost on failure.",
+    "journaled protocol: all or nothing per catalog, nothing lost on failure, never an older parse over a newer one.",
 )
 def catalog_index(
     context: AssetExecutionContext,
     config: SyncConfig,
-    catalog_entries: list[Entry],
+    catalog_entries: ParsedCatalog,
     catalog_embeddings: dict[str, Any],
+    catalog_folder: CatalogFolder,
     embedder: EmbedderResource,
     store: SyncedStoreResource,
 ) -> MaterializeResult:
@@ -161,12 +189,14 @@ def catalog_index(
     lazy = LazyEmbedder(
         embedder.model_name(), catalog_embeddings["model_id"], catalog_embeddings["dimension"], embedder.batch_size, embedder.backend_name()
     )
-    with store.open() as synced:
-        try:
-            result = synced.sync(catalog_id, catalog_entries, lazy, force=config.force, vectors=catalog_embeddings["vectors"])
-        except SyncFailed as exc:
-            raise Failure(description=str(exc)) from exc
-        verification = synced.verify(catalog_id)
+    folder = catalog_folder.path()
+    source = Source(catalog_entries.source_digest, lambda: current_source_digest(folder, catalog_id))
+    try:
+        with store.open() as synced:
+            result = synced.sync(catalog_id, catalog_entries.entries, lazy, force=config.force, source=source, use_vector_cache=True)
+            verification = synced.verify(catalog_id)
+    except Exception as exc:
+        raise step_failure(exc) from exc
     if result.retire_error:
         context.log.warning(result.retire_error)
     metadata: dict[str, Any] = {
@@ -174,13 +204,15 @@ def catalog_index(
         "updated": result.updated,
         "deleted": result.deleted,
         "unchanged": result.unchanged,
-        "embedded": len(catalog_embeddings["vectors"]) + result.embedded,
+        "embedded": catalog_embeddings["embedded"] + result.embedded,
         "entries": verification.pg,
         "retired_points": result.retired_points,
         "recovered_journal_rows": result.recovered_journal_rows,
         "model": result.model,
         "collection": result.collection,
         "database": store.label(),
+        "source_digest": catalog_entries.source_digest,
+        "warnings": len(catalog_entries.warnings),
         **{f"{name}": seconds for name, seconds in result.durations.items()},
     }
     return MaterializeResult(metadata=metadata, check_results=[ids_match_result(verification)])

@@ -1,8 +1,9 @@
 """The write protocol and the stores it keeps in sync (no Dagster here)."""
 
 from .hooks import Hooks, SimulatedCrash
+from .locks import LockLost, LockTimeout
 from .plan import committed_source_digests, stored_dimension, stored_hashes
-from .protocol import SyncFailed, SyncResult
+from .protocol import Source, SyncFailed, SyncResult
 from .qdrant_index import EmbeddedQdrantBusy, IndexWriteError
 from .reconcile import CatalogVerification, RepairResult
 from .review import UnknownEntries
@@ -15,8 +16,11 @@ __all__ = [
     "Hit",
     "Hooks",
     "IndexWriteError",
+    "LockLost",
+    "LockTimeout",
     "RepairResult",
     "SimulatedCrash",
+    "Source",
     "SyncFailed",
     "SyncResult",
     "SyncedStore",

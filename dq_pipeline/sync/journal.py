@@ -1,23 +1,39 @@
 """The journal (outbox): what a run is about to do to Qdrant, committed before Qdrant is touched.
 
-A `pending` row means the data transaction has not committed (or the process died first): its
-new points that no committed row references are leftovers. A `committed` row (set in the data
-transaction itself) means the data is in: its retired points are leftovers. Finishing a row
-removes those leftovers and then the row; the same code finishes a failed run, a crashed run and a
-run whose commit outcome is unknown, because it decides from what PostgreSQL actually holds.
+A row names every point the run will write (`new_points`) and every point it will retire once
+committed (`retired_points`), by collection. Its phase says what is left to do:
+
+* `pending`: the data has not committed (or its run died, or lost its lock, first). Finishing it
+  deletes the named points no committed row uses, and rewrites from the record those that a
+  committed row does use (a force reindex overwrote them with vectors that never committed).
+* `committed` (set inside the data transaction itself): the data is in; finishing it deletes the
+  retired points.
+
+The same `_finish` completes a failed run, a crashed run and a run whose commit outcome is
+unknown, because it decides from what the record actually holds, and every deletion goes through
+`guard.delete_points`.
+
+Recovering another run's row first advances the catalog's fencing epoch (locks.CatalogLock.
+take_over): that run, if still alive without its lock, can then no longer commit, so the phase
+read after the takeover is final. A run that finds it lost its lock does not clean up after itself
+(the new owner may be writing the same content-addressed ids); it makes sure its row is still in
+the journal (`keep_recorded`), so its leftovers are recorded, not guessed.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import Connection, Engine, delete, insert, select, update
 
+from ..errors import LockLost
 from .database import WRITE
+from .guard import delete_points, referenced_by_rows, restore_points
+from .locks import CatalogLock
 from .qdrant_index import QdrantIndex
-from .schema import COMMITTED, PENDING, entries, journal
+from .schema import COMMITTED, PENDING, journal
 
 PointsByCollection = Mapping[str, list[str]]
 
@@ -38,74 +54,73 @@ def write_pending(engine: Engine, run_id: str, catalog_id: str, new: PointsByCol
 
 def mark_committed(conn: Connection, run_id: str) -> None:
     """Called inside the data transaction, so the phase flips exactly when the data commits."""
-    result = conn.execute(update(journal).where(journal.c.run_id == run_id).values(phase=COMMITTED))
+    result = conn.execute(update(journal).where(journal.c.run_id == run_id, journal.c.phase == PENDING).values(phase=COMMITTED))
     if result.rowcount != 1:
-        raise RuntimeError(f"journal row of run {run_id} vanished before commit")
+        raise LockLost(f"journal row of run {run_id} was taken over by another run before this run's commit")
+
+
+def phase_of(engine: Engine, run_id: str) -> str | None:
+    with engine.connect() as conn:
+        return conn.scalar(select(journal.c.phase).where(journal.c.run_id == run_id))
+
+
+def keep_recorded(engine: Engine, run_id: str, catalog_id: str, new: PointsByCollection) -> None:
+    """A run that lost its lock: make sure its row (naming every point it may have written) is
+    still in the journal, re-adding it if the new owner already finished it."""
+    with engine.execution_options(**WRITE).begin() as conn:
+        if conn.scalar(select(journal.c.run_id).where(journal.c.run_id == run_id)) is None:
+            conn.execute(
+                insert(journal).values(
+                    run_id=run_id, catalog_id=catalog_id, phase=PENDING, new_points=dict(new), retired_points={}, created_at=datetime.now(UTC)
+                )
+            )
+
+
+def finish_own(engine: Engine, index: QdrantIndex, run_id: str) -> str | None:
+    """Finish this run's own row (the caller still holds the lock); returns its phase, None if gone.
+
+    Raises if Qdrant or the database is unreachable: the row then stays for the next run.
+    """
+    row = _row(engine, run_id)
+    if row is not None:
+        _finish(engine, index, row)
+    return None if row is None else row["phase"]
+
+
+def recover(engine: Engine, index: QdrantIndex, lock: CatalogLock, catalog_id: str) -> int:
+    """Finish every row an earlier run left for this catalog (under its lock); returns how many."""
+    with engine.connect() as conn:
+        run_ids = list(conn.scalars(select(journal.c.run_id).where(journal.c.catalog_id == catalog_id).order_by(journal.c.created_at)))
+    for run_id in run_ids:
+        with lock.fenced(engine, take_over=True):
+            pass  # from here on, that run cannot commit: the phase read below is final
+        row = _row(engine, run_id)
+        if row is not None:
+            _finish(engine, index, row)
+    return len(run_ids)
+
+
+def _row(engine: Engine, run_id: str) -> dict[str, Any] | None:
+    with engine.connect() as conn:
+        row = conn.execute(select(journal).where(journal.c.run_id == run_id)).first()
+    return None if row is None else dict(row._mapping)
+
+
+def _finish(engine: Engine, index: QdrantIndex, row: Mapping[str, Any]) -> None:
+    catalog_id, run_id = row["catalog_id"], row["run_id"]
+    if row["phase"] == PENDING:
+        for collection, ids in (row["new_points"] or {}).items():
+            used = referenced_by_rows(engine, collection, ids)
+            restore_points(engine, index, collection, sorted(used))
+            delete_points(engine, index, collection, [i for i in ids if i not in used], catalog_id=catalog_id, except_run=run_id)
+    else:
+        for collection, ids in (row["retired_points"] or {}).items():
+            delete_points(engine, index, collection, ids, catalog_id=catalog_id, except_run=run_id)
+    with engine.execution_options(**WRITE).begin() as conn:
+        conn.execute(delete(journal).where(journal.c.run_id == run_id))
 
 
 def rows_of_catalog(engine: Engine, catalog_id: str) -> list[Mapping[str, Any]]:
     with engine.connect() as conn:
         query = select(journal).where(journal.c.catalog_id == catalog_id).order_by(journal.c.created_at)
         return [row._mapping for row in conn.execute(query)]
-
-
-def referenced_point_ids(engine: Engine, ids: Iterable[str]) -> set[str]:
-    ids = list(ids)
-    found: set[str] = set()
-    with engine.connect() as conn:
-        for start in range(0, len(ids), 1000):
-            chunk = ids[start : start + 1000]
-            found.update(conn.scalars(select(entries.c.point_id).where(entries.c.point_id.in_(chunk))))
-    return found
-
-
-def finish(engine: Engine, index: QdrantIndex, run_id: str) -> str | None:
-    """Complete one journal row from the committed state; returns the phase it was in (None if gone).
-
-    Raises if Qdrant (or PostgreSQL) is unreachable: the row then stays for the next run.
-    """
-    if engine.dialect.name == "postgresql":
-        # Hold the row (FOR UPDATE) from reading its phase to deleting it. Its run may still be alive
-        # if that run's lock was lost (its session ended) and this run got the lock: if it is
-        # committing, its data transaction holds the row, so this waits for the commit and finishes
-        # the row as committed instead of deleting live points as a dead run's leftovers (I1); if it
-        # has not reached its commit yet, it finds its row gone and rolls back.
-        with engine.execution_options(**WRITE).begin() as conn:
-            row = conn.execute(select(journal).where(journal.c.run_id == run_id).with_for_update()).first()
-            if row is None:
-                return None
-            _remove_leftovers(engine, index, row)
-            conn.execute(delete(journal).where(journal.c.run_id == run_id))
-        return row.phase
-    with engine.connect() as conn:
-        row = conn.execute(select(journal).where(journal.c.run_id == run_id)).first()
-    if row is None:
-        return None
-    _remove_leftovers(engine, index, row)
-    with engine.execution_options(**WRITE).begin() as conn:
-        conn.execute(delete(journal).where(journal.c.run_id == run_id))
-    return row.phase
-
-
-def _remove_leftovers(engine: Engine, index: QdrantIndex, row: Any) -> None:
-    if row.phase == PENDING:
-        # The data never committed: delete what this run wrote, except points that committed rows
-        # use (a force reindex rewrites those in place; they must stay).
-        for collection, ids in row.new_points.items():
-            keep = referenced_point_ids(engine, ids)
-            index.delete(collection, [i for i in ids if i not in keep])
-    else:
-        for collection, ids in row.retired_points.items():
-            # Retired ids are never referenced by a committed row: content-addressed ids of the old
-            # versions differ from the new ones. Checked anyway, because deleting a live point is
-            # the one mistake this protocol must never make (I1).
-            keep = referenced_point_ids(engine, ids)
-            index.delete(collection, [i for i in ids if i not in keep])
-
-
-def recover(engine: Engine, index: QdrantIndex, catalog_id: str) -> int:
-    """Finish every journal row a dead or failed run left for this catalog (call under its lock)."""
-    rows = rows_of_catalog(engine, catalog_id)
-    for row in rows:
-        finish(engine, index, row["run_id"])
-    return len(rows)

@@ -59,14 +59,18 @@ def plan_changes(
 ) -> Plan:
     """Unchanged = same content hash and same model; `force` re-embeds and rewrites everything.
 
-    A version a reviewer rejected (`rejected`: (entry key, content hash)) whose row was cleaned up
-    is not brought back; it returns only when its content changes.
+    A version a reviewer rejected (`rejected`: (entry key, content hash)) is never brought back:
+    not inserted again after its row was cleaned up, and an entry whose content changes back to a
+    rejected version leaves the stores as if cleaned up. It returns only with new content (I7).
     """
     plan = Plan()
+    deleted: list[StoredRow] = []
     for entry in wanted:
         row = stored.get(entry.key)
-        if row is None and (entry.key, entry.content_hash) in rejected:
+        if (entry.key, entry.content_hash) in rejected and (row is None or row.content_hash != entry.content_hash):
             plan.skipped_rejected += 1
+            if row is not None:
+                deleted.append(row)
         elif row is None:
             plan.inserts.append(entry)
         elif force or row.content_hash != entry.content_hash or row.model != model_id:
@@ -74,7 +78,7 @@ def plan_changes(
         else:
             plan.unchanged += 1
     keys = {entry.key for entry in wanted}
-    plan.deletes = [row for key, row in stored.items() if key not in keys]
+    plan.deletes = deleted + [row for key, row in stored.items() if key not in keys]
     return plan
 
 

@@ -24,6 +24,22 @@ def collection_name(prefix: str, model_id: str, dimension: int) -> str:
     return f"{prefix}_{slug}_{digest}_{dimension}"
 
 
-def point_payload(catalog_id: str, entry_key: str, content_hash: str, model_id: str, kind: str) -> dict[str, str]:
+def vector_digest(vector_bytes: bytes) -> str:
+    """A short digest of the float32 little-endian bytes the record holds for a point's vector.
+
+    Carried in the point's payload, it lets `verify` prove a point holds the record's vector by
+    comparing payloads only (Qdrant may renormalise what it stores, so its own copy of the vector
+    is compared within a tolerance, by `verify --deep`)."""
+    return hashlib.sha256(vector_bytes).hexdigest()[:16]
+
+
+def point_payload(catalog_id: str, entry_key: str, content_hash: str, model_id: str, kind: str, vector_bytes: bytes) -> dict[str, str]:
     """What every point carries: enough to check it against its row (and to filter searches)."""
-    return {"catalog_id": catalog_id, "entry_key": entry_key, "content_hash": content_hash, "model": model_id, "kind": kind}
+    return {
+        "catalog_id": catalog_id,
+        "entry_key": entry_key,
+        "content_hash": content_hash,
+        "model": model_id,
+        "kind": kind,
+        "vector_digest": vector_digest(vector_bytes),
+    }

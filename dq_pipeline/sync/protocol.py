@@ -1,23 +1,29 @@
-"""The journaled two-phase write of one catalog to PostgreSQL (record) and Qdrant (index).
+"""The journaled write of one catalog to the record (PostgreSQL/SQLite) and the index (Qdrant).
 
-Read `sync_catalog`, then `_write`, top to bottom: they are the specification.
+Read `sync_catalog`, then `_write`, top to bottom: they are the specification (docs/DESIGN.md,
+"The write protocol").
 
-  0. Lock the catalog, then finish whatever an earlier run left in the journal.
+  0. Lock the catalog (fenced: see locks.py), then finish whatever earlier runs left in the journal.
   1. Plan: compare the entries with the committed rows; embed only new and changed content.
-  2. Journal: commit a `pending` row naming the points about to be written and retired.
-  3. Phase 1: apply inserts/updates/deletes in one data transaction (not yet committed).
-     Phase 2: upsert the new points to Qdrant, batch by batch, each acknowledged.
-     Phase 3: mark the journal row `committed` in that same transaction, and commit.
-     On any failure: roll back and finish the journal row (deletes the new points no committed
-     row uses), then report the failure. Committed rows never lose their points (I1, I5).
-  4. Retire: delete the points of replaced and deleted entries, then the journal row.
+  2. Journal: commit a `pending` row naming every point about to be written and retired.
+  3. Points first: upsert the new points to Qdrant, batch by batch, each acknowledged, with no
+     database transaction open, checking before each batch that the run still owns the catalog.
+  4. Commit, in one short transaction: check the fence (a run that lost its lock cannot commit)
+     and the source (a parse older than the file on disk cannot commit, I8), apply the catalog's
+     inserts/updates/deletes (I3), mark the journal row `committed`.
+     On any failure before the commit: finish the journal row (delete the new points no committed
+     row uses; rewrite from the record those a committed row uses), then raise one error. A run
+     that lost its lock leaves its row for the next owner instead (its points stay recorded).
+  5. Retire: delete the points of replaced and deleted entries, then the journal row.
 
 Point ids are content-addressed, so an updated entry's new point never overwrites the committed
 version's point; the old one is deleted only after the commit. Removing rejected entries
-(`remove_rejected`) is the same write with deletes only.
+(`remove_rejected`) is the same write with deletes only. A review decision belongs to an entry's
+content: rewriting a row with the same content (force reindex, a model change) keeps it (I7).
 
 Memory stays bounded on any catalog size: new vectors are spooled to a temporary file as they are
-embedded and read back a chunk at a time for the rows (phase 1) and the points (phase 2).
+embedded (or read from the vector cache the embedding step filled) and read back a chunk at a
+time for the points (step 3) and the rows (step 4).
 """
 
 from __future__ import annotations
@@ -28,19 +34,20 @@ import tempfile
 import time
 import uuid
 from collections import defaultdict
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 import numpy as np
-from sqlalchemy import Connection, and_, bindparam, delete, insert, update
+from sqlalchemy import Connection, and_, bindparam, delete, insert, select, update
 
 from ..catalog import Entry
 from ..embedding import Embedder
-from . import journal, review
-from .database import WRITE
+from ..errors import DqError, LockLost, StaleSource, is_transient, one_line
+from . import journal, review, vector_cache
+from .guard import delete_points
 from .hooks import Hooks
-from .locks import catalog_lock
+from .locks import CatalogLock, catalog_lock
 from .plan import Plan, StoredRow, plan_changes, stored_rows
 from .point_ids import point_id, point_payload
 from .qdrant_index import Point, chunks
@@ -50,12 +57,25 @@ log = logging.getLogger(__name__)
 
 EMBED_CHUNK = 16_384  # texts per embedder call (the model sorts each call by length: bigger pads less)
 WRITE_CHUNK = 2_048  # rows per INSERT/UPDATE round and vectors read back from the spool at a time
+ABSENT = "absent"  # the source digest of a catalog without a file (catalog.ABSENT)
 
 
-class SyncFailed(RuntimeError):
-    def __init__(self, catalog_id: str, reason: str):
+class SyncFailed(DqError):
+    """A sync ended before its commit and was cleaned up; transient or terminal as its cause is."""
+
+    def __init__(self, catalog_id: str, reason: str, transient: bool = True):
         super().__init__(f"sync of catalog {catalog_id} failed, nothing was changed: {reason}")
         self.catalog_id = catalog_id
+        self.transient = transient
+
+
+@dataclass(frozen=True)
+class Source:
+    """The version of the source a sync's entries were parsed from (I8): its digest, and how to read
+    the digest of the source as it is on disk now. A commit refuses a parse that is no longer current."""
+
+    digest: str
+    current: Callable[[], str]
 
 
 @dataclass
@@ -87,31 +107,52 @@ def sync_catalog(
     embedder: Embedder,
     *,
     force: bool = False,
+    source: Source | None = None,
     vectors: Mapping[str, np.ndarray] | None = None,
+    use_vector_cache: bool = False,
     hooks: Hooks | None = None,
 ) -> SyncResult:
-    """Make the stores hold exactly `wanted` for this catalog (an empty list removes the catalog)."""
+    """Make the stores hold exactly `wanted` for this catalog (an empty list removes the catalog).
+
+    Args:
+        wanted: every entry the catalog holds now.
+        force: re-embed and rewrite every entry (review decisions are kept).
+        source: the source version the entries were parsed from; the commit is refused if the
+            source on disk is no longer that version (I8), and the digest is recorded.
+        vectors: precomputed vectors by content hash (the rest are embedded here).
+        use_vector_cache: take vectors the embedding step left in the record's vector cache.
+    Returns:
+        what was written; `retire_error` set if old points could not be deleted yet (journaled).
+    Raises:
+        SyncFailed: the run failed before its commit; both stores hold the previous version.
+        LockLost: the run lost its lock; nothing was committed, its leftovers are journaled.
+        StaleSource: the file changed after it was parsed; nothing was committed.
+        LockTimeout: another run of the catalog held the lock for too long.
+    """
     hooks = hooks or Hooks()
     result = SyncResult(catalog_id, embedder.model_id, store.collection_for(embedder))
     clock = _Clock(result.durations)
 
-    with catalog_lock(store.engine, catalog_id, store.lock_timeout_s):
+    with catalog_lock(store.engine, catalog_id, store.lock_timeout_s) as lock:
         hooks("locked")
         with clock("recover"):
-            result.recovered_journal_rows = journal.recover(store.engine, store.index, catalog_id)
+            result.recovered_journal_rows = journal.recover(store.engine, store.index, lock, catalog_id)
 
         with clock("plan"):
-            plan = plan_changes(
-                stored_rows(store.engine, catalog_id), wanted, embedder.model_id, force, review.rejected_versions(store.engine, catalog_id)
-            )
+            rejected = review.rejected_versions(store.engine, catalog_id)
+            plan = plan_changes(stored_rows(store.engine, catalog_id), wanted, embedder.model_id, force, rejected)
         result.unchanged = plan.unchanged
         if plan.is_empty:
-            return result  # I4: nothing embedded, nothing written
+            _record_source(store.engine, lock, catalog_id, source)  # I4: no entry embedded or written
+            return result
 
         with clock("embed"):
-            new_vectors, result.embedded = _vectors_for(plan.to_embed, embedder, vectors)
+            cache = store.engine if use_vector_cache else None
+            new_vectors, result.embedded = _vectors_for(plan.to_embed, embedder, vectors, cache)
         with new_vectors:
-            _write(store, catalog_id, plan, _Versions(embedder, result.collection, new_vectors), hooks, result)
+            _write(store, lock, catalog_id, plan, _Versions(embedder, result.collection, new_vectors), source, hooks, result)
+        if cache is not None:
+            vector_cache.evict(store.engine, embedder.model_id, {e.content_hash for e in plan.to_embed})
     return result
 
 
@@ -119,16 +160,144 @@ def remove_rejected(store, catalog_id: str, hooks: Hooks | None = None) -> SyncR
     """Delete the catalog's rejected entries from both stores, through the same protocol."""
     hooks = hooks or Hooks()
     result = SyncResult(catalog_id, model="", collection="")
-    with catalog_lock(store.engine, catalog_id, store.lock_timeout_s):
+    with catalog_lock(store.engine, catalog_id, store.lock_timeout_s) as lock:
         hooks("locked")
-        result.recovered_journal_rows = journal.recover(store.engine, store.index, catalog_id)
+        result.recovered_journal_rows = journal.recover(store.engine, store.index, lock, catalog_id)
         rows = stored_rows(store.engine, catalog_id).values()
         plan = Plan(deletes=[r for r in rows if r.status == REJECTED])
         plan.unchanged = len(rows) - len(plan.deletes)
         result.unchanged = plan.unchanged
         if not plan.is_empty:
-            _write(store, catalog_id, plan, None, hooks, result)
+            _write(store, lock, catalog_id, plan, None, None, hooks, result)
     return result
+
+
+def _write(
+    store, lock: CatalogLock, catalog_id: str, plan: Plan, versions: _Versions | None, source: Source | None, hooks: Hooks, result: SyncResult
+) -> None:
+    """Journal, points, commit, retire (under the catalog lock)."""
+    engine, index = store.engine, store.index
+    clock = _Clock(result.durations)
+    todo = plan.to_embed if versions else []
+    model_id = versions.embedder.model_id if versions else ""
+    ids = {e.key: point_id(catalog_id, e.key, e.content_hash, model_id) for e in todo}  # known before any vector
+    retired = _retired_points(plan, ids)
+    new_points = {versions.collection: list(ids.values())} if versions and ids else {}
+
+    # 2. Journal: every point this run may write or retire is named before Qdrant is touched.
+    run_id = str(uuid.uuid4())
+    journal.write_pending(engine, run_id, catalog_id, new_points, retired)
+    hooks("journal_written")
+    with clock("write"):
+        try:
+            # 3. Points first, no transaction open.
+            if versions and ids:
+                index.ensure_collection(versions.collection, versions.embedder.dimension)
+
+                def on_batch(number: int) -> None:
+                    hooks("qdrant_batch", batch=number)
+                    _assert_owned(engine, lock)
+
+                index.upsert(versions.collection, _points(catalog_id, todo, versions), on_batch=on_batch)
+            hooks("qdrant_written")
+
+            # 4. Commit: fence, source, rows, journal phase, in one short transaction.
+            _assert_current(catalog_id, source)
+            with lock.fenced(engine) as conn:
+                _apply(conn, catalog_id, plan, ids, versions, run_id, source)
+                hooks("pg_flushed")
+                journal.mark_committed(conn, run_id)
+                hooks("before_commit")
+        except Exception as exc:
+            if _compensate(store, lock, run_id, catalog_id, new_points) != COMMITTED:
+                if isinstance(exc, (LockLost, StaleSource)):
+                    raise
+                raise SyncFailed(catalog_id, one_line(exc), is_transient(exc)) from exc
+            log.warning("commit of %s reported %s but had succeeded; finished as committed", catalog_id, one_line(exc))
+    hooks("committed")
+    result.inserted, result.updated, result.deleted = len(plan.inserts), len(plan.updates), len(plan.deletes)
+
+    # 5. Retire the replaced and deleted versions' points.
+    with clock("retire"):
+        try:
+            journal.finish_own(engine, index, run_id)
+            result.retired_points = sum(len(ids) for ids in retired.values())
+            hooks("retired")
+        except Exception as exc:
+            result.retire_error = (
+                f"committed, but {sum(len(i) for i in retired.values())} replaced point(s) could not be "
+                f"deleted from Qdrant yet ({one_line(exc)}); the journal keeps them for the next sync or repair"
+            )
+            log.warning("%s: %s", catalog_id, result.retire_error)
+
+
+def _assert_owned(engine, lock: CatalogLock) -> None:
+    """Stop writing points as soon as another run owns the catalog (its recovery may be deleting them)."""
+    with engine.connect() as conn:
+        if not lock.still_held(conn):
+            raise LockLost(f"catalog {lock.catalog_id}: this run lost its lock while writing points; nothing was committed")
+
+
+def _assert_current(catalog_id: str, source: Source | None) -> None:
+    if source is not None and (now := source.current()) != source.digest:
+        raise StaleSource(
+            f"catalog {catalog_id}: its source changed after it was parsed (parsed {source.digest[:12]}, now {now[:12]}); "
+            "nothing was committed: a newer run applies the newer version"
+        )
+
+
+def _compensate(store, lock: CatalogLock, run_id: str, catalog_id: str, new_points: Mapping[str, list[str]]) -> str | None:
+    """After a failure before (or during) the commit: the row's phase once finished, or None if it
+    could not be finished now (it then stays in the journal for the next run)."""
+    engine = store.engine
+    try:
+        phase = journal.phase_of(engine, run_id)
+        if phase == COMMITTED:  # the commit went through although it reported an error
+            return COMMITTED
+        with engine.connect() as conn:
+            owned = phase is not None and lock.still_held(conn)
+        if not owned:
+            # Another run owns the catalog and may be writing these very ids: clean up nothing,
+            # only make sure they stay recorded for whoever runs next.
+            journal.keep_recorded(engine, run_id, catalog_id, new_points)
+            log.error("%s: lost the catalog lock; this run's points stay in the journal for the next run", catalog_id)
+            return None
+        return journal.finish_own(engine, store.index, run_id)
+    except Exception as exc:
+        log.error("%s: could not clean up after the failed run (%s); its journal row stays for the next run", catalog_id, one_line(exc))
+        return None
+
+
+def _record_source(engine, lock: CatalogLock, catalog_id: str, source: Source | None) -> None:
+    """Nothing to write but the source digest, and only if it differs from what is recorded."""
+    if source is None:
+        return
+    with engine.connect() as conn:
+        row = conn.execute(select(catalogs.c.source_digest, catalogs.c.entry_count).where(catalogs.c.catalog_id == catalog_id)).first()
+    if (row is None and source.digest == ABSENT) or (row is not None and row.source_digest == source.digest):
+        return
+    _assert_current(catalog_id, source)
+    with lock.fenced(engine) as conn:
+        remaining = row.entry_count if row is not None else 0
+        _record_catalog(conn, catalog_id, remaining, None, source)
+
+
+def _record_catalog(conn: Connection, catalog_id: str, remaining: int, run_id: str | None, source: Source | None) -> None:
+    """The catalog's row: kept while it has entries or a file, so the sensor can compare digests."""
+    now = datetime.now(UTC)
+    previous = conn.execute(select(catalogs.c.last_run_id, catalogs.c.last_synced_at).where(catalogs.c.catalog_id == catalog_id)).first()
+    conn.execute(delete(catalogs).where(catalogs.c.catalog_id == catalog_id))
+    digest = source.digest if source is not None else None
+    if remaining or (digest is not None and digest != ABSENT):
+        conn.execute(
+            insert(catalogs).values(
+                catalog_id=catalog_id,
+                entry_count=remaining,
+                last_run_id=run_id or (previous.last_run_id if previous else None),
+                last_synced_at=now if run_id or previous is None else previous.last_synced_at,
+                source_digest=digest,
+            )
+        )
 
 
 @dataclass(frozen=True)
@@ -163,8 +332,10 @@ class _VectorSpool:
         self._count += len(hashes)
 
     def many(self, hashes: Sequence[str]) -> list[np.ndarray]:
-        """The vectors of these content hashes, in order."""
-        found: list[np.ndarray | None] = [self._precomputed.get(h) for h in hashes]
+        """The vectors of these content hashes, in order, as float32 little-endian arrays."""
+        found: list[np.ndarray | None] = [
+            None if (v := self._precomputed.get(h)) is None else np.asarray(v, dtype="<f4") for h in hashes
+        ]
         spooled = [(i, self._rows[h]) for i, h in enumerate(hashes) if found[i] is None]
         if spooled:
             low, high = min(r for _, r in spooled), max(r for _, r in spooled)
@@ -191,79 +362,28 @@ class _VectorSpool:
         self._file.close()
 
 
-def _write(store, catalog_id: str, plan: Plan, versions: _Versions | None, hooks: Hooks, result: SyncResult) -> None:
-    """Journal, then the two phases in one transaction, then retirement (under the catalog lock)."""
-    engine, index = store.engine, store.index
-    clock = _Clock(result.durations)
-    todo = plan.to_embed if versions else []
-    model_id = versions.embedder.model_id if versions else ""
-    ids = {e.key: point_id(catalog_id, e.key, e.content_hash, model_id) for e in todo}  # known before any vector
-    retired = _retired_points(plan, ids)
-    new_points = {versions.collection: list(ids.values())} if versions and ids else {}
-    if versions and ids:
-        index.ensure_collection(versions.collection, versions.embedder.dimension)
-
-    run_id = str(uuid.uuid4())
-    journal.write_pending(engine, run_id, catalog_id, new_points, retired)
-    hooks("journal_written")
-    with clock("write"):
-        try:
-            with engine.execution_options(**WRITE).begin() as conn:
-                _apply(conn, catalog_id, plan, ids, versions, run_id)
-                hooks("pg_flushed")
-                if versions and ids:
-                    points = _points(catalog_id, todo, versions)
-                    index.upsert(versions.collection, points, on_batch=lambda n: hooks("qdrant_batch", batch=n))
-                hooks("qdrant_written")
-                journal.mark_committed(conn, run_id)
-                hooks("before_commit")
-        except Exception as exc:
-            if _compensate(store, run_id, catalog_id) != COMMITTED:
-                raise SyncFailed(catalog_id, _describe(exc)) from exc
-            log.warning("commit of %s reported %s but had succeeded; finished as committed", catalog_id, _describe(exc))
-    hooks("committed")
-    result.inserted, result.updated, result.deleted = len(plan.inserts), len(plan.updates), len(plan.deletes)
-
-    with clock("retire"):
-        try:
-            journal.finish(engine, index, run_id)
-            result.retired_points = sum(len(ids) for ids in retired.values())
-            hooks("retired")
-        except Exception as exc:
-            result.retire_error = (
-                f"committed, but {sum(len(i) for i in retired.values())} replaced point(s) could not be "
-                f"deleted from Qdrant yet ({_describe(exc)}); the journal keeps them for the next sync or repair"
-            )
-            log.warning("%s: %s", catalog_id, result.retire_error)
-
-
-def _compensate(store, run_id: str, catalog_id: str) -> str | None:
-    """Finish this run's journal row from what PostgreSQL really committed; None if that fails too."""
-    try:
-        return journal.finish(store.engine, store.index, run_id)
-    except Exception as exc:
-        log.error(
-            "%s: could not clean up after the failed run (%s); its journal row stays for the next run",
-            catalog_id,
-            _describe(exc),
-        )
-        return None
-
-
 def _vectors_for(
-    todo: Sequence[Entry], embedder: Embedder, precomputed: Mapping[str, np.ndarray] | None
+    todo: Sequence[Entry], embedder: Embedder, precomputed: Mapping[str, np.ndarray] | None, cache_engine
 ) -> tuple[_VectorSpool, int]:
-    """Vectors by content hash; only content not already embedded (by the embedding asset) is encoded,
-    chunk by chunk into the spool."""
+    """Vectors by content hash; only content not precomputed or cached is encoded, chunk by chunk
+    into the spool. Returns the spool and how many texts were encoded here."""
     spool = _VectorSpool(precomputed)
+    encoded = 0
     try:
         missing = list({e.content_hash: e.text for e in todo if not (precomputed and e.content_hash in precomputed)}.items())
         for chunk in chunks(missing, EMBED_CHUNK):
-            spool.add([h for h, _ in chunk], embedder.embed([text for _, text in chunk]))
+            if cache_engine is not None:
+                cached = vector_cache.get(cache_engine, embedder.model_id, [h for h, _ in chunk])
+                if cached:
+                    spool.add(list(cached), np.stack(list(cached.values())))
+                chunk = [(h, t) for h, t in chunk if h not in cached]
+            if chunk:
+                spool.add([h for h, _ in chunk], embedder.embed([text for _, text in chunk]))
+                encoded += len(chunk)
     except BaseException:
         spool.__exit__()
         raise
-    return spool, len(missing)
+    return spool, encoded
 
 
 def _points(catalog_id: str, todo: Sequence[Entry], versions: _Versions) -> Iterator[Point]:
@@ -274,7 +394,8 @@ def _points(catalog_id: str, todo: Sequence[Entry], versions: _Versions) -> Iter
 
 
 def _point(catalog_id: str, entry: Entry, model_id: str, vector: np.ndarray) -> Point:
-    payload = point_payload(catalog_id, entry.key, entry.content_hash, model_id, entry.kind)
+    vector = np.asarray(vector, dtype="<f4")
+    payload = point_payload(catalog_id, entry.key, entry.content_hash, model_id, entry.kind, vector.tobytes())
     return Point(point_id(catalog_id, entry.key, entry.content_hash, model_id), vector, payload)
 
 
@@ -287,8 +408,13 @@ def _retired_points(plan: Plan, new_ids: Mapping[str, str]) -> dict[str, list[st
     return dict(retired)
 
 
-def _apply(conn: Connection, catalog_id: str, plan: Plan, ids: Mapping[str, str], versions: _Versions | None, run_id: str) -> None:
-    """Phase 1: the whole catalog change in one transaction (I3), written a chunk of rows at a time."""
+_REVIEW_RESET = {"status": ACTIVE, "reviewed_by": None, "review_reason": None, "reviewed_at": None}
+
+
+def _apply(
+    conn: Connection, catalog_id: str, plan: Plan, ids: Mapping[str, str], versions: _Versions | None, run_id: str, source: Source | None
+) -> None:
+    """The whole catalog change in one transaction (I3), written a chunk of rows at a time."""
     now = datetime.now(UTC)
 
     def row(entry: Entry, vector: np.ndarray) -> dict[str, object]:
@@ -300,13 +426,9 @@ def _apply(conn: Connection, catalog_id: str, plan: Plan, ids: Mapping[str, str]
             "content_hash": entry.content_hash,
             "model": versions.embedder.model_id,
             "dimension": versions.embedder.dimension,
-            "vector": np.asarray(vector, dtype="<f4").tobytes(),
+            "vector": vector.tobytes(),
             "collection": versions.collection,
             "point_id": ids[entry.key],
-            "status": ACTIVE,  # changed content re-enters review as active
-            "reviewed_by": None,
-            "review_reason": None,
-            "reviewed_at": None,
             "updated_at": now,
         }
 
@@ -315,33 +437,32 @@ def _apply(conn: Connection, catalog_id: str, plan: Plan, ids: Mapping[str, str]
         return versions.vectors.many([e.content_hash for e in chunk])
 
     for chunk in chunks(plan.inserts, WRITE_CHUNK):
-        rows = [{"catalog_id": catalog_id, "entry_key": e.key, **row(e, v)} for e, v in zip(chunk, vectors(chunk), strict=True)]
+        rows = [{"catalog_id": catalog_id, "entry_key": e.key, **row(e, v), **_REVIEW_RESET} for e, v in zip(chunk, vectors(chunk), strict=True)]
         conn.execute(insert(entries), rows)
-    if plan.updates:
-        first = plan.updates[0][0]
+
+    # Same content rewritten (force, model change): the review decision stays. New content: it lapses.
+    rewrites = [(e, r) for e, r in plan.updates if e.content_hash == r.content_hash]
+    changes = [(e, r) for e, r in plan.updates if e.content_hash != r.content_hash]
+    for pairs, extra in ((rewrites, {}), (changes, _REVIEW_RESET)):
+        if not pairs:
+            continue
+        first = pairs[0][0]
+        names = [*row(first, vectors([first])[0]), *extra]
         statement = (
             update(entries)
             .where(and_(entries.c.catalog_id == bindparam("b_catalog"), entries.c.entry_key == bindparam("b_key")))
-            .values({name: bindparam(name) for name in row(first, vectors([first])[0])})
+            .values({name: bindparam(name) for name in names})
         )
-        for pairs in chunks(plan.updates, WRITE_CHUNK):
-            chunk = [e for e, _ in pairs]
-            rows = [{"b_catalog": catalog_id, "b_key": e.key, **row(e, v)} for e, v in zip(chunk, vectors(chunk), strict=True)]
+        for part in chunks(pairs, WRITE_CHUNK):
+            chunk = [e for e, _ in part]
+            rows = [{"b_catalog": catalog_id, "b_key": e.key, **row(e, v), **extra} for e, v in zip(chunk, vectors(chunk), strict=True)]
             conn.execute(statement, rows)
+
     keys = [r.entry_key for r in plan.deletes]
     for start in range(0, len(keys), 1000):
-        chunk = keys[start : start + 1000]
-        conn.execute(delete(entries).where(entries.c.catalog_id == catalog_id, entries.c.entry_key.in_(chunk)))
+        conn.execute(delete(entries).where(entries.c.catalog_id == catalog_id, entries.c.entry_key.in_(keys[start : start + 1000])))
 
-    conn.execute(delete(catalogs).where(catalogs.c.catalog_id == catalog_id))
-    remaining = len(plan.inserts) + len(plan.updates) + plan.unchanged
-    if remaining:
-        conn.execute(insert(catalogs).values(catalog_id=catalog_id, entry_count=remaining, last_run_id=run_id, last_synced_at=now))
-
-
-def _describe(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+    _record_catalog(conn, catalog_id, len(plan.inserts) + len(plan.updates) + plan.unchanged, run_id, source)
 
 
 class _Clock:
@@ -357,3 +478,8 @@ class _Clock:
 
     def __exit__(self, *exc: object) -> None:
         self.into[f"{self._name}_s"] = round(time.perf_counter() - self._start, 4)
+
+
+# Deletions of points outside the journal go through the guard too (see guard.py); re-exported so
+# callers of the protocol need not know where it lives.
+__all__ = ["ABSENT", "SyncFailed", "SyncResult", "Source", "delete_points", "remove_rejected", "sync_catalog"]

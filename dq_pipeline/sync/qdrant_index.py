@@ -10,17 +10,28 @@ from typing import Any
 import numpy as np
 from qdrant_client import QdrantClient, models
 
+from ..errors import ConfigurationError, DqError, EmbeddedQdrantBusy, StoreUnavailable, translate
 from . import edge_client
 
-PAYLOAD_FIELDS = ("catalog_id", "entry_key", "content_hash", "model")
+# What a point's payload must match in its row; `vector_digest` makes a point's vector checkable
+# against the record without reading either vector (see point_ids.vector_digest).
+PAYLOAD_FIELDS = ("catalog_id", "entry_key", "content_hash", "model", "vector_digest")
+
+__all__ = ["EmbeddedQdrantBusy", "IndexWriteError", "PAYLOAD_FIELDS", "Point", "QdrantIndex", "chunks", "open_qdrant"]
 
 
-class IndexWriteError(RuntimeError):
+class IndexWriteError(StoreUnavailable):
     """Qdrant did not acknowledge a write."""
 
 
-class EmbeddedQdrantBusy(RuntimeError):
-    """Another process holds the embedded Qdrant folder."""
+def _qdrant_call(where: str, call: Any, *args: Any, **kwargs: Any) -> Any:
+    """One Qdrant call, its foreign errors translated (unreachable, timed out -> transient)."""
+    try:
+        return call(*args, **kwargs)
+    except DqError:
+        raise
+    except Exception as exc:
+        raise translate(exc, f"Qdrant {where}") from exc
 
 
 def open_qdrant(url: str | None, api_key: str | None, path: str | None, timeout: int = 60, embedded_engine: str = "local") -> Any:
@@ -34,15 +45,15 @@ def open_qdrant(url: str | None, api_key: str | None, path: str | None, timeout:
     if url:
         return QdrantClient(url=url, api_key=api_key or None, timeout=timeout)
     if not path:
-        raise ValueError("set DQ_QDRANT_URL for a Qdrant server or DQ_QDRANT_PATH for the embedded store")
+        raise ConfigurationError("set DQ_QDRANT_URL for a Qdrant server or DQ_QDRANT_PATH for the embedded store")
     if embedded_engine not in ("auto", "edge", "local"):
-        raise ValueError(f"embedded_engine must be auto, edge or local, not {embedded_engine!r}")
+        raise ConfigurationError(f"embedded_engine must be auto, edge or local, not {embedded_engine!r}")
     local_folder, edge_folder = edge_client.is_local_mode_folder(path), edge_client.is_edge_folder(path)
     use_edge = edge_folder or (embedded_engine != "local" and edge_client.available() and not local_folder)
     if (use_edge and (local_folder or embedded_engine == "local" or not edge_client.available())) or (
         not use_edge and embedded_engine == "edge"
     ):
-        raise ValueError(
+        raise ConfigurationError(
             f"the embedded Qdrant store at {path} was written by "
             f"{'Qdrant Edge (qdrant-edge-py)' if edge_folder else 'qdrant-client local mode' if local_folder else 'neither engine'}"
             f" and cannot be opened with embedded_engine={embedded_engine!r}"
@@ -86,7 +97,7 @@ class QdrantIndex:
         if self.client.collection_exists(name):
             size = self.client.get_collection(name).config.params.vectors.size  # type: ignore[union-attr]
             if size != dimension:
-                raise ValueError(f"Qdrant collection {name} holds {size}-d vectors, not {dimension}-d")
+                raise ConfigurationError(f"Qdrant collection {name} holds {size}-d vectors, not {dimension}-d")
             return
         try:
             self.client.create_collection(
@@ -111,7 +122,9 @@ class QdrantIndex:
         for number, batch in enumerate(iter(lambda: list(islice(iterator, self.batch_size)), [])):
             if on_batch is not None:
                 on_batch(number)
-            result = self.client.upsert(
+            result = _qdrant_call(
+                f"upsert into {name}",
+                self.client.upsert,
                 name,
                 points=models.Batch(
                     ids=[p.id for p in batch],
@@ -123,39 +136,59 @@ class QdrantIndex:
             if result.status != models.UpdateStatus.COMPLETED:
                 raise IndexWriteError(f"Qdrant did not acknowledge batch {number} of {name}: {result.status}")
 
-    def delete(self, name: str, ids: Iterable[str]) -> None:
+    def unguarded_delete(self, name: str, ids: Iterable[str]) -> None:
+        """Delete points. Only `guard.delete_points` may call this: it first drops every id that a
+        committed row or a pending journal row references (I1)."""
         ids = list(ids)
         if not ids or not self.client.collection_exists(name):
             return
         for batch in chunks(ids, 1000):
-            result = self.client.delete(name, points_selector=models.PointIdsList(points=list(batch)), wait=True)
+            result = _qdrant_call(
+                f"point deletion in {name}", self.client.delete, name, points_selector=models.PointIdsList(points=list(batch)), wait=True
+            )
             if result.status != models.UpdateStatus.COMPLETED:
                 raise IndexWriteError(f"Qdrant did not acknowledge a delete in {name}: {result.status}")
 
     def points_of_catalog(self, name: str, catalog_id: str) -> dict[str, dict[str, Any]]:
-        """Every point id of one catalog in a collection, with its payload (no vectors)."""
+        """Every point id of one catalog in a collection, with its payload (no vectors). For tests
+        and small catalogs: verify and repair page through `pages_of_catalog` instead."""
+        return {pid: payload for page in self.pages_of_catalog(name, catalog_id) for pid, payload in page}
+
+    def pages_of_catalog(self, name: str, catalog_id: str | None, page: int = 1000) -> Iterator[list[tuple[str, dict[str, Any]]]]:
+        """The points of one catalog (None: points with no catalog_id at all), a page at a time."""
         if not self.client.collection_exists(name):
-            return {}
-        found: dict[str, dict[str, Any]] = {}
-        flt = models.Filter(must=[models.FieldCondition(key="catalog_id", match=models.MatchValue(value=catalog_id))])
+            return
+        if catalog_id is None:
+            flt = models.Filter(must=[models.IsEmptyCondition(is_empty=models.PayloadField(key="catalog_id"))])
+        else:
+            flt = models.Filter(must=[models.FieldCondition(key="catalog_id", match=models.MatchValue(value=catalog_id))])
         offset = None
         while True:
-            records, offset = self.client.scroll(
-                name, scroll_filter=flt, limit=1000, offset=offset, with_payload=True, with_vectors=False
+            records, offset = _qdrant_call(
+                f"scroll of {name}", self.client.scroll, name, scroll_filter=flt, limit=page, offset=offset, with_payload=True, with_vectors=False
             )
-            for record in records:
-                found[str(record.id)] = dict(record.payload or {})
+            yield [(str(record.id), dict(record.payload or {})) for record in records]
             if offset is None:
-                return found
+                return
+
+    def retrieve(self, name: str, ids: Sequence[str], with_vectors: bool = False) -> dict[str, tuple[dict[str, Any], np.ndarray | None]]:
+        """Payload (and vector) of these point ids; absent ids are missing from the result."""
+        if not ids or not self.client.collection_exists(name):
+            return {}
+        records = _qdrant_call(f"retrieve from {name}", self.client.retrieve, name, list(ids), with_payload=True, with_vectors=with_vectors)
+        return {
+            str(r.id): (dict(r.payload or {}), np.asarray(r.vector, dtype=np.float32) if with_vectors and r.vector is not None else None)
+            for r in records
+        }
 
     def catalog_ids_in(self, name: str) -> set[str]:
         """Every catalog id that has points in a collection (finds orphans of forgotten catalogs)."""
         seen: set[str] = set()
         offset = None
         while True:
-            records, offset = self.client.scroll(
-                name, limit=1000, offset=offset, with_payload=["catalog_id"], with_vectors=False
+            records, offset = _qdrant_call(
+                f"scroll of {name}", self.client.scroll, name, limit=1000, offset=offset, with_payload=["catalog_id"], with_vectors=False
             )
-            seen.update(str((r.payload or {}).get("catalog_id")) for r in records)
+            seen.update(str(r.payload["catalog_id"]) for r in records if (r.payload or {}).get("catalog_id") is not None)
             if offset is None:
                 return seen

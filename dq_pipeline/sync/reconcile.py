@@ -1,11 +1,28 @@
-"""Proof and repair of I2: compare the ID sets (not just counts) and payloads of both stores.
+"""Proof and repair: compare what the record says with what Qdrant holds, point by point.
 
-Repair never embeds: PostgreSQL keeps every row's vector, so missing or wrong points are rewritten
-from it, and points no row references are deleted.
+Two passes, each a page at a time, so memory is bounded whatever the catalog size:
+
+1. Rows -> points: every committed row's point is fetched by id. Absent: `missing`. Present but
+   its payload (catalog, key, content hash, model, vector digest) differs from the row's:
+   `mismatched`. With `deep`, the vector itself is compared with the record's (cosine within
+   DEEP_TOLERANCE), which catches a vector overwritten under an unchanged payload.
+2. Points -> rows: every point whose payload names the catalog is looked up in the record. A point
+   no row uses is an `orphan`, unless a pending journal row names it: then it is a recorded
+   leftover, counted in `pending_journal` and finished by the next sync or repair. A point that
+   another catalog's row uses (its payload was changed) is that catalog's `mismatched`, never an
+   orphan here.
+
+Points with no catalog id in their payload belong to no catalog: `verify_unattributed` reports
+them and `repair_unattributed` removes those no row uses.
+
+Repair never embeds: the record keeps every row's vector, so missing or mismatched points are
+rewritten from it, and orphans are deleted through the guard (guard.py), which refuses any id a
+committed row or pending journal row uses.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -13,13 +30,16 @@ import numpy as np
 from sqlalchemy import func, select
 
 from . import journal
+from .guard import delete_points, named_by_pending, restore_points
 from .locks import catalog_lock
-from .point_ids import point_payload
-from .qdrant_index import PAYLOAD_FIELDS, Point
+from .point_ids import vector_digest
+from .qdrant_index import PAYLOAD_FIELDS, chunks
 from .schema import entries
 from .schema import journal as journal_table
 
 SAMPLE = 10  # ids shown per problem, enough to investigate without flooding the output
+PAGE = 1000  # rows or points held at a time
+DEEP_TOLERANCE = 1e-4  # 1 - cosine between the record's vector and Qdrant's copy (which Qdrant may renormalise)
 
 
 @dataclass
@@ -40,59 +60,117 @@ class CatalogVerification:
     def counts(self) -> dict[str, int]:
         return {k: v for k, v in asdict(self).items() if k not in ("catalog_id", "samples")}
 
+    def _note(self, kind: str, collection: str, pid: str) -> None:
+        sample = self.samples.setdefault(kind, [])
+        if len(sample) < SAMPLE:
+            sample.append(f"{collection}/{pid}")
+
 
 @dataclass
-class _Comparison:
-    verification: CatalogVerification
-    missing: list[tuple[str, str]]  # (collection, point id)
-    orphans: list[tuple[str, str]]
-    mismatched: list[tuple[str, str]]
+class _Problems:
+    """What a comparison found, as (collection, point id) pairs handed out a page at a time."""
+
+    to_rewrite: list[tuple[str, str]] = field(default_factory=list)
+    orphans: list[tuple[str, str]] = field(default_factory=list)
 
 
-def _expected(store, catalog_id: str) -> dict[tuple[str, str], dict[str, Any]]:
-    columns = (entries.c.collection, entries.c.point_id, entries.c.entry_key, entries.c.content_hash, entries.c.model)
+def _row_pages(store, catalog_id: str) -> Iterator[list[Any]]:
+    columns = (entries.c.collection, entries.c.point_id, entries.c.entry_key, entries.c.content_hash, entries.c.model, entries.c.vector)
+    query = select(*columns).where(entries.c.catalog_id == catalog_id).order_by(entries.c.collection, entries.c.point_id)
+    last: tuple[str, str] | None = None
+    while True:  # keyset pagination: no cursor stays open across the Qdrant calls
+        page_query = query if last is None else query.where(
+            (entries.c.collection > last[0]) | ((entries.c.collection == last[0]) & (entries.c.point_id > last[1]))
+        )
+        with store.engine.connect() as conn:
+            rows = conn.execute(page_query.limit(PAGE)).all()
+        if not rows:
+            return
+        yield rows
+        last = (rows[-1].collection, rows[-1].point_id)
+
+
+def _compare(store, catalog_id: str, deep: bool, on_page=None) -> CatalogVerification:
+    """Both passes; `on_page(problems)` is called after each page (repair acts on it at once)."""
+    v = CatalogVerification(catalog_id)
+    index = store.index
+
+    # 1. rows -> points
+    for rows in _row_pages(store, catalog_id):
+        problems = _Problems()
+        by_collection: dict[str, list[Any]] = {}
+        for r in rows:
+            by_collection.setdefault(r.collection, []).append(r)
+        for collection, group in by_collection.items():
+            found = index.retrieve(collection, [r.point_id for r in group], with_vectors=deep)
+            for r in group:
+                v.pg += 1
+                if r.point_id not in found:
+                    v.missing += 1
+                    v._note("missing", collection, r.point_id)
+                    problems.to_rewrite.append((collection, r.point_id))
+                    continue
+                v.qdrant += 1
+                payload, vector = found[r.point_id]
+                want = {"catalog_id": catalog_id, "entry_key": r.entry_key, "content_hash": r.content_hash, "model": r.model,
+                        "vector_digest": vector_digest(r.vector)}
+                if any(payload.get(name) != want[name] for name in PAYLOAD_FIELDS) or (deep and _drifted(r.vector, vector)):
+                    v.mismatched += 1
+                    v._note("mismatched", collection, r.point_id)
+                    problems.to_rewrite.append((collection, r.point_id))
+        if on_page is not None:
+            on_page(problems)
+
+    # 2. points -> rows
     with store.engine.connect() as conn:
-        rows = conn.execute(select(*columns).where(entries.c.catalog_id == catalog_id))
-        return {
-            (r.collection, r.point_id): {"catalog_id": catalog_id, "entry_key": r.entry_key, "content_hash": r.content_hash, "model": r.model}
-            for r in rows
-        }
+        v.pending_journal = int(conn.scalar(select(func.count()).select_from(journal_table).where(journal_table.c.catalog_id == catalog_id)) or 0)
+    for collection in index.collections():
+        journaled = named_by_pending(store.engine, catalog_id, collection) if v.pending_journal else set()
+        for page in index.pages_of_catalog(collection, catalog_id, PAGE):
+            problems = _Problems()
+            owners = _owners(store, collection, [pid for pid, _ in page])
+            for pid, _payload in page:
+                owner = owners.get(pid)
+                if owner == catalog_id:
+                    continue  # counted in pass 1
+                if owner is not None:
+                    continue  # another catalog's row uses it: that catalog's `mismatched`
+                v.qdrant += 1
+                if pid in journaled:
+                    continue  # a recorded leftover: finished with its journal row
+                v.orphans += 1
+                v._note("orphans", collection, pid)
+                problems.orphans.append((collection, pid))
+            if on_page is not None:
+                on_page(problems)
+    return v
 
 
-def _compare(store, catalog_id: str) -> _Comparison:
-    expected = _expected(store, catalog_id)
-    actual: dict[tuple[str, str], dict[str, Any]] = {}
-    for collection in store.index.collections():
-        for pid, payload in store.index.points_of_catalog(collection, catalog_id).items():
-            actual[(collection, pid)] = payload
-    missing = sorted(set(expected) - set(actual))
-    orphans = sorted(set(actual) - set(expected))
-    mismatched = sorted(
-        k for k in set(expected) & set(actual) if any(actual[k].get(f) != expected[k][f] for f in PAYLOAD_FIELDS)
-    )
+def _owners(store, collection: str, ids: list[str]) -> dict[str, str]:
+    """Which catalog's row uses each of these point ids in this collection."""
+    owners: dict[str, str] = {}
     with store.engine.connect() as conn:
-        pending = conn.scalar(select(func.count()).select_from(journal_table).where(journal_table.c.catalog_id == catalog_id))
-    verification = CatalogVerification(
-        catalog_id,
-        pg=len(expected),
-        qdrant=len(actual),
-        missing=len(missing),
-        orphans=len(orphans),
-        mismatched=len(mismatched),
-        pending_journal=int(pending or 0),
-        samples={
-            name: [f"{c}/{p}" for c, p in ids[:SAMPLE]]
-            for name, ids in (("missing", missing), ("orphans", orphans), ("mismatched", mismatched))
-            if ids
-        },
-    )
-    return _Comparison(verification, missing, orphans, mismatched)
+        for part in chunks(ids, PAGE):
+            query = select(entries.c.point_id, entries.c.catalog_id).where(entries.c.point_id.in_(part), entries.c.collection == collection)
+            owners.update(dict(conn.execute(query).all()))  # type: ignore[arg-type]
+    return owners
 
 
-def verify_catalog(store, catalog_id: str) -> CatalogVerification:
+def _drifted(record: bytes, stored: np.ndarray | None) -> bool:
+    if stored is None:
+        return True
+    want = np.frombuffer(record, dtype="<f4").astype(np.float64)
+    got = np.asarray(stored, dtype=np.float64)
+    if want.shape != got.shape:
+        return True
+    norm = float(np.linalg.norm(want) * np.linalg.norm(got))
+    return norm == 0.0 or 1.0 - float(want @ got) / norm > DEEP_TOLERANCE
+
+
+def verify_catalog(store, catalog_id: str, deep: bool = False) -> CatalogVerification:
     """Compare under the catalog lock, so a run in flight is waited for, not reported as a difference."""
     with catalog_lock(store.engine, catalog_id, store.lock_timeout_s):
-        return _compare(store, catalog_id).verification
+        return _compare(store, catalog_id, deep)
 
 
 @dataclass
@@ -105,41 +183,58 @@ class RepairResult:
     after: CatalogVerification
 
 
-def repair_catalog(store, catalog_id: str) -> RepairResult:
-    """Under the catalog lock: finish the journal, re-upsert missing/mismatched points from PG, delete orphans."""
-    with catalog_lock(store.engine, catalog_id, store.lock_timeout_s):
-        finished = journal.recover(store.engine, store.index, catalog_id)
-        comparison = _compare(store, catalog_id)
-        to_write = comparison.missing + comparison.mismatched
-        by_collection: dict[str, list[str]] = {}
-        for collection, pid in to_write:
-            by_collection.setdefault(collection, []).append(pid)
-        for collection, ids in by_collection.items():
-            points = _points_from_record(store, catalog_id, ids)
-            store.index.ensure_collection(collection, len(points[0].vector))
-            store.index.upsert(collection, points)
-        orphans: dict[str, list[str]] = {}
-        for collection, pid in comparison.orphans:
-            orphans.setdefault(collection, []).append(pid)
-        for collection, ids in orphans.items():
-            store.index.delete(collection, ids)
+def repair_catalog(store, catalog_id: str, deep: bool = False) -> RepairResult:
+    """Under the catalog lock: finish the journal, rewrite missing/mismatched points from the record,
+    delete orphans through the guard; then verify again."""
+    with catalog_lock(store.engine, catalog_id, store.lock_timeout_s) as lock:
+        finished = journal.recover(store.engine, store.index, lock, catalog_id)
+        deleted = 0
+
+        def act(problems: _Problems) -> None:
+            nonlocal deleted
+            for collection, ids in _by_collection(problems.to_rewrite).items():
+                restore_points(store.engine, store.index, collection, ids)
+            for collection, ids in _by_collection(problems.orphans).items():
+                deleted += delete_points(store.engine, store.index, collection, ids, catalog_id=catalog_id)
+
+        before = _compare(store, catalog_id, deep, on_page=act)
         return RepairResult(
             catalog_id,
             journal_rows_finished=finished,
-            restored=len(comparison.missing),
-            rewritten=len(comparison.mismatched),
-            orphans_deleted=len(comparison.orphans),
-            after=_compare(store, catalog_id).verification,
+            restored=before.missing,
+            rewritten=before.mismatched,
+            orphans_deleted=deleted,
+            after=_compare(store, catalog_id, deep),
         )
 
 
-def _points_from_record(store, catalog_id: str, ids: list[str]) -> list[Point]:
-    columns = (entries.c.point_id, entries.c.entry_key, entries.c.content_hash, entries.c.model, entries.c.kind, entries.c.vector)
-    points: list[Point] = []
-    with store.engine.connect() as conn:
-        for start in range(0, len(ids), 1000):
-            chunk = ids[start : start + 1000]
-            for r in conn.execute(select(*columns).where(entries.c.catalog_id == catalog_id, entries.c.point_id.in_(chunk))):
-                payload = point_payload(catalog_id, r.entry_key, r.content_hash, r.model, r.kind)
-                points.append(Point(r.point_id, np.frombuffer(r.vector, dtype="<f4"), payload))
-    return points
+def _by_collection(pairs: list[tuple[str, str]]) -> dict[str, list[str]]:
+    grouped: dict[str, list[str]] = {}
+    for collection, pid in pairs:
+        grouped.setdefault(collection, []).append(pid)
+    return grouped
+
+
+def verify_unattributed(store) -> tuple[int, list[str]]:
+    """Points in this namespace's collections whose payload names no catalog, and a sample of them."""
+    count, sample = 0, []
+    for collection in store.index.collections():
+        for page in store.index.pages_of_catalog(collection, None, PAGE):
+            owners = _owners(store, collection, [pid for pid, _ in page])
+            for pid, _ in page:
+                if pid not in owners:
+                    count += 1
+                    if len(sample) < SAMPLE:
+                        sample.append(f"{collection}/{pid}")
+    return count, sample
+
+
+def repair_unattributed(store) -> int:
+    """Delete points that name no catalog and that no row uses (through the guard); returns how many."""
+    deleted = 0
+    for collection in store.index.collections():
+        for page in store.index.pages_of_catalog(collection, None, PAGE):
+            owners = _owners(store, collection, [pid for pid, _ in page])
+            doomed = [pid for pid, _ in page if pid not in owners]
+            deleted += delete_points(store.engine, store.index, collection, doomed, catalog_id=None)
+    return deleted

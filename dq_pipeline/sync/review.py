@@ -8,13 +8,11 @@ from datetime import UTC, datetime
 
 from sqlalchemy import Engine, delete, insert, select, update
 
-from .database import WRITE
+from ..errors import UnknownEntries
 from .locks import catalog_lock
 from .schema import ACTIVE, REJECTED, entries, rejections
 
-
-class UnknownEntries(LookupError):
-    pass
+__all__ = ["UnknownEntries", "reject", "rejected_versions"]
 
 
 def reject(
@@ -27,7 +25,7 @@ def reject(
     """
     keys = list(dict.fromkeys(keys))
     now = datetime.now(UTC)
-    with catalog_lock(engine, catalog_id, lock_timeout_s), engine.execution_options(**WRITE).begin() as conn:
+    with catalog_lock(engine, catalog_id, lock_timeout_s) as lock, lock.fenced(engine) as conn:
         rows = conn.execute(
             select(entries.c.entry_key, entries.c.content_hash, entries.c.status).where(
                 entries.c.catalog_id == catalog_id, entries.c.entry_key.in_(keys)

@@ -93,13 +93,19 @@ class SyncedStore:
         embedder: Embedder,
         *,
         force: bool = False,
+        source: protocol.Source | None = None,
         vectors: Mapping[str, np.ndarray] | None = None,
+        use_vector_cache: bool = False,
         hooks: Hooks | None = None,
     ) -> protocol.SyncResult:
-        return protocol.sync_catalog(self, catalog_id, wanted, embedder, force=force, vectors=vectors, hooks=hooks)
+        """See protocol.sync_catalog (what it guarantees and raises)."""
+        return protocol.sync_catalog(
+            self, catalog_id, wanted, embedder, force=force, source=source, vectors=vectors, use_vector_cache=use_vector_cache, hooks=hooks
+        )
 
-    def remove_catalog(self, catalog_id: str, embedder: Embedder) -> protocol.SyncResult:
-        return self.sync(catalog_id, [], embedder)
+    def remove_catalog(self, catalog_id: str, embedder: Embedder, source: protocol.Source | None = None) -> protocol.SyncResult:
+        """Delete the catalog's rows and points; with `source`, refused if its file has come back."""
+        return self.sync(catalog_id, [], embedder, source=source)
 
     # --- review and search ----------------------------------------------------------------------
 
@@ -132,11 +138,18 @@ class SyncedStore:
                 ids |= self.index.catalog_ids_in(collection)
         return sorted(ids)
 
-    def verify(self, catalog_id: str) -> reconcile.CatalogVerification:
-        return reconcile.verify_catalog(self, catalog_id)
+    def verify(self, catalog_id: str, deep: bool = False) -> reconcile.CatalogVerification:
+        return reconcile.verify_catalog(self, catalog_id, deep)
 
-    def repair(self, catalog_id: str) -> reconcile.RepairResult:
-        return reconcile.repair_catalog(self, catalog_id)
+    def repair(self, catalog_id: str, deep: bool = False) -> reconcile.RepairResult:
+        return reconcile.repair_catalog(self, catalog_id, deep)
+
+    def verify_unattributed(self) -> tuple[int, list[str]]:
+        """Points of this namespace that name no catalog (they belong to no one)."""
+        return reconcile.verify_unattributed(self)
+
+    def repair_unattributed(self) -> int:
+        return reconcile.repair_unattributed(self)
 
     def status(self) -> dict[str, Any]:
         with self.engine.connect() as conn:
@@ -158,6 +171,7 @@ class SyncedStore:
         return {
             "database": self.database_label,
             "qdrant": self.qdrant_label,
+            "namespace": self.index.prefix,
             "collections": self.index.collections(),
             "catalogs": {
                 cid: {

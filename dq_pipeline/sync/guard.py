@@ -1,0 +1,103 @@
+"""The one way points leave Qdrant, and the one way points are rebuilt from the record.
+
+Deleting a point that a committed row uses is the one mistake this product must never make (I1),
+so no code path decides on its own that a point is garbage: recovery, compensation, retirement,
+repair and removal all hand their candidates to `delete_points`, which drops every id that
+
+* a committed row references (any catalog: a point whose payload was tampered with still belongs
+  to the row whose id it carries), or
+* a pending journal row names (a run in flight, or one whose leftovers are still recorded),
+  other than the row being finished.
+
+A test enumerates the call sites of `QdrantIndex.unguarded_delete` (only this module).
+
+Journal names are looked up in the catalog's own journal rows only: point ids are
+content-addressed over the catalog id, so no other catalog can name the same point. Points with
+no catalog id at all (catalog_id=None) are checked against every pending row.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Sequence
+
+import numpy as np
+from sqlalchemy import Engine, select
+
+from .point_ids import point_payload
+from .qdrant_index import Point, QdrantIndex, chunks
+from .schema import PENDING, entries, journal
+
+_IN_CHUNK = 1000  # ids per IN (...) query
+
+
+def referenced_by_rows(engine: Engine, collection: str, ids: Sequence[str]) -> set[str]:
+    """The ids among `ids` that a committed row of any catalog uses in this collection."""
+    found: set[str] = set()
+    with engine.connect() as conn:
+        for chunk in chunks(list(ids), _IN_CHUNK):
+            query = select(entries.c.point_id).where(entries.c.point_id.in_(chunk), entries.c.collection == collection)
+            found.update(conn.scalars(query))
+    return found
+
+
+def named_by_pending(engine: Engine, catalog_id: str | None, collection: str, except_run: str | None = None) -> set[str]:
+    """Point ids in this collection that pending journal rows (of the catalog; None: of any) name."""
+    query = select(journal.c.run_id, journal.c.new_points).where(journal.c.phase == PENDING)
+    if catalog_id is not None:
+        query = query.where(journal.c.catalog_id == catalog_id)
+    names: set[str] = set()
+    with engine.connect() as conn:
+        for run_id, new_points in conn.execute(query):
+            if run_id != except_run:
+                names.update((new_points or {}).get(collection, ()))
+    return names
+
+
+def delete_points(
+    engine: Engine, index: QdrantIndex, collection: str, ids: Iterable[str], *, catalog_id: str | None, except_run: str | None = None
+) -> int:
+    """Delete these points except those still referenced (see module doc); returns how many were asked
+    of Qdrant. Raises if Qdrant is unreachable (the caller keeps its journal row)."""
+    ids = list(dict.fromkeys(ids))
+    if not ids:
+        return 0
+    keep = referenced_by_rows(engine, collection, ids) | named_by_pending(engine, catalog_id, collection, except_run)
+    doomed = [i for i in ids if i not in keep]
+    index.unguarded_delete(collection, doomed)
+    return len(doomed)
+
+
+def points_from_record(engine: Engine, collection: str, ids: Sequence[str]) -> Iterator[list[Point]]:
+    """The points committed rows define for these ids (vector and payload from the record), a chunk
+    at a time; ids no row uses are skipped."""
+    columns = (
+        entries.c.point_id,
+        entries.c.catalog_id,
+        entries.c.entry_key,
+        entries.c.content_hash,
+        entries.c.model,
+        entries.c.kind,
+        entries.c.vector,
+    )
+    for chunk in chunks(list(ids), _IN_CHUNK):
+        with engine.connect() as conn:
+            rows = conn.execute(select(*columns).where(entries.c.point_id.in_(chunk), entries.c.collection == collection)).all()
+        yield [
+            Point(
+                r.point_id,
+                np.frombuffer(r.vector, dtype="<f4"),
+                point_payload(r.catalog_id, r.entry_key, r.content_hash, r.model, r.kind, r.vector),
+            )
+            for r in rows
+        ]
+
+
+def restore_points(engine: Engine, index: QdrantIndex, collection: str, ids: Sequence[str]) -> int:
+    """Rewrite these points from the record (vector and payload); returns how many were written."""
+    written = 0
+    for points in points_from_record(engine, collection, ids):
+        if points:
+            index.ensure_collection(collection, len(points[0].vector))
+            index.upsert(collection, points)
+            written += len(points)
+    return written
