@@ -200,7 +200,7 @@ def test_all_problems_of_a_file_are_reported_together(tmp_path: Path) -> None:
     assert [(p.location, p.reason.split(":")[0]) for p in err.problems] == [
         ("line 3", "no entry key"),
         ("line 4", "invalid kind 'not valid'"),
-        ("line 5", "duplicate entry key 't' (first at line 2)"),
+        ("line 5", "duplicate entry key 't' (first at line 2); the key is taken from column `table`"),
     ]
     assert "catalog x.csv refused: 3 problem(s)" in str(err)
 

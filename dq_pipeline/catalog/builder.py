@@ -88,6 +88,7 @@ class EntryCollector:
         *,
         title: str | None = None,
         text: str | None = None,
+        key_source: str | None = None,
     ) -> Entry | None:
         """Add one entry; the text defaults to `describe(kind, title or key, payload)`. Empty values are dropped."""
         if not key:
@@ -100,7 +101,11 @@ class EntryCollector:
             self.problem(location, f"invalid kind {kind!r}: use a short lower-case word")
             return None
         if key in self._first_seen:
-            self.problem(location, f"duplicate entry key {key!r} (first at {self._first_seen[key]})")
+            self.problem(
+                location,
+                f"duplicate entry key {key!r} (first at {self._first_seen[key]})"
+                + (f"; the key is taken from {key_source}" if key_source else ""),
+            )
             return None
         self._first_seen[key] = location
         payload = {k: v for k, v in payload.items() if v not in (None, "", [], {})}

@@ -6,7 +6,19 @@ returns validated entries or raises CatalogError. Specific formats are tried bef
 record formats, which accept any file with their suffix.
 
 Per-file override: a hidden ``.dq-formats.yaml`` in the catalog folder maps glob patterns
-(relative to the folder) to format names, e.g. ``{"warehouse/*.json": "dbt_manifest"}``.
+(relative to the folder) to format names, e.g. ``{"warehouse/*.json": "dbt_manifest"}``, or, for
+the record formats (csv, json, jsonl, yaml), to a format and the file's columns::
+
+    "dictionaries/*.csv":
+      format: csv                 # optional: detected as usual when left out
+      columns:                    # field of an entry: the file's column holding it
+        table: TABNAME
+        column: FIELD
+        description: NOTES
+        key: null                 # no column is the entry key (it is table.column)
+
+The first pattern that matches a file applies. Unknown formats or fields, and columns mapped for a
+format that has no columns, are refused naming `.dq-formats.yaml`.
 """
 
 from __future__ import annotations
@@ -78,7 +90,7 @@ def _head(path: Path) -> str:
         return handle.read(HEAD_BYTES).decode("utf-8-sig", errors="replace")
 
 
-def _override(root: Path, relative: str, display: str) -> str | None:
+def _override(root: Path, relative: str, display: str) -> str | dict | None:
     overrides = root / OVERRIDES_FILE
     if not overrides.is_file():
         return None
@@ -92,7 +104,7 @@ def _override(root: Path, relative: str, display: str) -> str | None:
         raise CatalogError.single(OVERRIDES_FILE, "document", "expected a mapping of glob pattern to format name")
     for pattern, name in mapping.items():
         if fnmatch.fnmatch(relative, str(pattern)):
-            return str(name)
+            return name if isinstance(name, dict) else str(name)
     return None
 
 
@@ -100,12 +112,40 @@ def choose(root: Path, path: Path, display: str) -> Format:
     """The format of one file: the override if any, else the first format whose detector accepts it."""
     relative = path.relative_to(root).as_posix()
     forced = _override(root, relative, display)
+    columns = None
+    if isinstance(forced, dict):
+        unknown = sorted(str(k) for k in forced if k not in ("format", "columns"))
+        if unknown:
+            raise CatalogError.single(display, OVERRIDES_FILE, f"unknown setting(s) {', '.join(unknown)} (use format, columns)")
+        columns = forced.get("columns")
+        forced = None if forced.get("format") is None else str(forced["format"])
     if forced is not None:
         try:
-            return by_name(forced)
+            fmt = by_name(forced)
         except KeyError:
             names = ", ".join(sorted(f.name for f in registry()))
             raise CatalogError.single(display, OVERRIDES_FILE, f"unknown format {forced!r} (known: {names})") from None
+    else:
+        fmt = _detect(path, display)
+    return fmt if columns is None else _with_columns(fmt, columns, display)
+
+
+def _with_columns(fmt: Format, columns: object, display: str) -> Format:
+    from .records import RECORD_FIELDS, with_columns
+
+    if fmt.name not in ("csv", "json", "jsonl", "yaml"):
+        raise CatalogError.single(display, OVERRIDES_FILE, f"`columns` applies to csv, json, jsonl and yaml files, not {fmt.name}")
+    if not isinstance(columns, dict) or not all(isinstance(v, str) or v is None for v in columns.values()):
+        raise CatalogError.single(display, OVERRIDES_FILE, "`columns` must map entry fields to column names (or null)")
+    unknown = sorted(str(k) for k in columns if k not in RECORD_FIELDS)
+    if unknown:
+        raise CatalogError.single(
+            display, OVERRIDES_FILE, f"unknown field(s) {', '.join(unknown)} in `columns` (known: {', '.join(RECORD_FIELDS)})"
+        )
+    return with_columns(fmt, {str(k): v for k, v in columns.items()})
+
+
+def _detect(path: Path, display: str) -> Format:
     suffix = path.suffix.lower()
     candidates = [fmt for fmt in registry() if suffix in fmt.suffixes]
     head = _head(path) if candidates else ""

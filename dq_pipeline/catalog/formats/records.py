@@ -32,7 +32,7 @@ from ..entry import CatalogError, Entry
 from ..generic import entries_from_records
 from ..notices import warn
 from ..source import MAX_NESTING, deeper_than, json_too_deep, read_text
-from . import Format
+from . import OVERRIDES_FILE, Format
 
 Record = tuple[str, "dict[str, Any] | Refused"]
 
@@ -345,12 +345,62 @@ def read_yaml(text: str, display: str) -> Iterator[Record]:
     yield from _records_of_document(doc, display, lines)
 
 
+RECORD_FIELDS = ("key", "table", "column", "kind", "name", "description", "type", "tags", "rules")
+# Every spelling of a field generic.py recognises: a mapped column replaces them all.
+_SPELLINGS = {
+    "key": ("key", "id"),
+    "table": ("table", "table_name"),
+    "column": ("column", "column_name", "field_name"),
+    "description": ("description", "definition", "column_description"),
+    "type": ("type", "data_type", "datatype"),
+    "rules": ("rules", "tests"),
+}
+
+
+def _renamed(records: Iterator[Record], columns: dict[str, str | None], display: str) -> Iterator[Record]:
+    """Each record with the file's columns renamed to entry fields (`.dq-formats.yaml` `columns`)."""
+    seen: set[str] = set()
+    any_record = False
+    for location, raw in records:
+        if isinstance(raw, dict):
+            any_record = True
+            raw = dict(raw)
+            taken = {}
+            for field, source in columns.items():
+                for spelling in _SPELLINGS.get(field, (field,)):
+                    if spelling != source and spelling not in columns.values() and spelling in raw:
+                        # The mapping says which column is this field; a column spelled like it is kept aside.
+                        raw["key_role" if spelling == "key" else f"source_{spelling}"] = raw.pop(spelling)
+                if source is not None and source in raw:
+                    seen.add(source)
+                    taken[field] = raw.pop(source)
+            raw.update(taken)
+        yield location, raw
+    missing = sorted(s for s in columns.values() if s is not None and s not in seen)
+    if any_record and missing:
+        raise CatalogError.single(
+            display, OVERRIDES_FILE, f"column(s) {', '.join(missing)} mapped in `columns` are in no record of the file"
+        )
+
+
+def with_columns(fmt: Format, columns: dict[str, str | None]) -> Format:
+    """The record format `fmt` reading the file's columns under the entry fields `columns` names."""
+    reader = _READERS[fmt.name]
+
+    def parse(path: Path, display: str) -> list[Entry]:
+        return entries_from_records(_renamed(reader(read_text(path, display), display), columns, display), display)
+
+    return Format(fmt.name, fmt.suffixes, detect=fmt.detect, parse=parse)
+
+
 def _format(name: str, suffixes: tuple[str, ...], reader: Any) -> Format:
     def parse(path: Path, display: str) -> list[Entry]:
         return entries_from_records(reader(read_text(path, display), display), display)
 
     return Format(name, suffixes, detect=lambda head: True, parse=parse)
 
+
+_READERS = {"csv": read_csv, "json": read_json, "jsonl": read_jsonl, "yaml": read_yaml}
 
 FORMATS = [
     _format("csv", (".csv",), read_csv),
