@@ -1,15 +1,33 @@
-"""Sensors: follow the catalog folder, and repair a catalog whose sync failed.
+"""Sensors: keep the record level with the catalog folder, and repair a catalog whose run failed.
 
 Sensors run in the code server, so they never open Qdrant (embedded Qdrant admits one process):
-the folder sensor only reads files and the instance; the failure sensor only reads the instance.
-All writing happens in runs, whose Qdrant steps queue on the pool.
+the folder sensor reads the files, the instance and the system of record (where it keeps its
+per-file state); the failure sensor only reads the instance. All writing happens in runs, whose
+Qdrant steps queue on the pool.
+
+The folder sensor is a reconciler, not an edge detector: every tick it compares what is on disk
+with what the system of record holds (`committed_source_digests`) and requests what is missing,
+so a sync that failed, a removal that failed or a request that was lost is driven again (with
+backoff) until the record matches the folder. It removes a catalog only on positive evidence
+(its folder was read and listed this tick), never on an unreadable or suddenly empty folder, and
+holds back a bulk removal beyond a configurable share of the catalogs.
 """
 
+import fnmatch
 import hashlib
 import json
+import math
+import os
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
 
 from dagster import (
+    DagsterEventType,
+    DagsterRunStatus,
     DefaultSensorStatus,
     RunFailureSensorContext,
     RunRequest,
@@ -21,10 +39,13 @@ from dagster import (
     sensor,
 )
 
-from ..catalog import CatalogError, CatalogFile, discover, source_files
-from .assets import PARSE_STEP
+from ..catalog import ABSENT, CatalogError, CatalogFile, discover, source_digest, source_files
+from ..catalog.formats import OVERRIDES_FILE, choose, registry
+from ..sync import committed_source_digests
+from .folder_scan import FileState, FolderScan, SensorState, scan_folder
 from .jobs import (
     CATALOG_TAG,
+    REINDEX_JOB,
     REMOVE_JOB,
     REPAIR_JOB,
     SYNC_JOB,
@@ -35,56 +56,476 @@ from .jobs import (
     sync_catalog_job,
 )
 from .partitions import catalog_partitions
-from .resources import CatalogFolder
+from .resources import CatalogFolder, SyncedStoreResource
 
 PARTITION_TAG = "dagster/partition"
+FINGERPRINT_TAG = "dq/fingerprint"
+FOLDER_SENSOR = "catalog-sensor"
 AUTO_REPAIR = "auto-repair"
 # Dagster refuses these in partition keys (dagster._core.definitions.partitions.utils.base).
 INVALID_PARTITION_SUBSTRINGS = ("...", "\a", "\b", "\f", "\n", "\r", "\t", "\v", "\0")
 MAX_AUTO_REPAIRS = 3  # automatic repairs of one catalog ...
 AUTO_REPAIR_WINDOW = timedelta(hours=24)  # ... within this window; then a person has to look
 
+# Failure metadata the steps attach to their dagster.Failure (defs/assets.py, dq_pipeline/errors.py).
+ERROR_KIND_KEY = "dq/error_kind"
+TRANSIENT_KEY = "dq/transient"
+REFUSED_KEY = "dq/refused"
+
+# Bulk removal guard: one tick removes at most this share of the recorded catalogs (at least one).
+MAX_REMOVAL_SHARE_ENV = "DQ_SENSOR_MAX_REMOVAL_SHARE"
+DEFAULT_MAX_REMOVAL_SHARE = 0.25
+# Runs one tick may request; the rest follow on later ticks (the comparison is stateless).
+MAX_RUNS_ENV = "DQ_SENSOR_MAX_RUNS_PER_TICK"
+DEFAULT_MAX_RUNS = 1000
+# A run that failed for a transient reason is requested again after 60 s, 120 s, ... at most 1 h.
+RETRY_BASE_S = 60.0
+RETRY_MAX_S = 3600.0
+
+_WRITING_JOBS = {SYNC_JOB, REINDEX_JOB, REMOVE_JOB}
+_IN_FLIGHT = [
+    DagsterRunStatus.QUEUED,
+    DagsterRunStatus.NOT_STARTED,
+    DagsterRunStatus.MANAGED,
+    DagsterRunStatus.STARTING,
+    DagsterRunStatus.STARTED,
+    DagsterRunStatus.CANCELING,
+]
+_FINISHED = [DagsterRunStatus.SUCCESS, DagsterRunStatus.FAILURE, DagsterRunStatus.CANCELED]
+
+
+# --- failures: transient or terminal, from the error the step attached ------------------------------
+
+
+def _plain(value: Any) -> Any:
+    return getattr(value, "value", value)
+
+
+def classify_failure(step_failures: Iterable[Any]) -> tuple[bool, str]:
+    """(transient, kind) of a failed run from its STEP_FAILURE events.
+
+    Terminal when any step failure says so (`dq/transient` False, or `dq/refused` True); a failure
+    without that metadata (a Dagster error, a crash, a run that failed before any step) counts as
+    transient: repairing or retrying it is cheap and safe.
+    """
+    kinds = []
+    for event in step_failures:
+        data = getattr(event, "step_failure_data", None)
+        user = getattr(data, "user_failure_data", None) if data is not None else None
+        metadata = dict(getattr(user, "metadata", None) or {})
+        kind = _plain(metadata.get(ERROR_KIND_KEY))
+        if _plain(metadata.get(REFUSED_KEY)) is True:
+            return False, str(kind or "RefusedInput")
+        if _plain(metadata.get(TRANSIENT_KEY)) is False:
+            return False, str(kind or "terminal")
+        kinds.append(str(kind) if kind else (getattr(getattr(data, "error", None), "cls_name", None) or "unclassified"))
+    return True, ", ".join(sorted(set(kinds))) or "run-level failure"
+
+
+def run_step_failures(instance, run_id: str) -> list[Any]:
+    return [
+        entry.dagster_event
+        for entry in instance.all_logs(run_id, of_type=DagsterEventType.STEP_FAILURE)
+        if entry.dagster_event is not None
+    ]
+
 
 # --- the catalog folder -------------------------------------------------------------------------
 
 
-def file_hash(file: CatalogFile) -> str | None:
-    """sha256 of the bytes the catalog is built from (a touch changes nothing). A file discovery refused that cannot
-    be read (a broken symlink) is fingerprinted by its refusal, so its run still reports the error.
-    None: unreadable for now (e.g. permissions mid-copy); the sensor looks again next tick."""
-    try:
-        paths = source_files(file)  # a dbt manifest changes when its catalog.json does
-    except CatalogError:
-        paths = [file.path]  # e.g. a bad format override: the run reports it
-    try:
-        digests = []
-        for path in paths:
-            with open(path, "rb") as handle:
-                digests.append(hashlib.file_digest(handle, "sha256"))
-        if len(digests) == 1:
-            return digests[0].hexdigest()
-        return hashlib.sha256(b"".join(d.digest() for d in digests)).hexdigest()
-    except OSError:
-        if file.error is not None:
-            return "refused-" + hashlib.sha256(str(file.error).encode()).hexdigest()
-        return None
-
-
-def read_cursor(cursor: str | None) -> tuple[int, dict[str, str]]:
-    """(tick sequence, {catalog id: content hash}) from the cursor; an unreadable cursor starts over."""
+def read_cursor(cursor: str | None) -> tuple[int, float]:
+    """(tick sequence, update time of the last finished run folded in) from the cursor; unreadable: start over."""
     try:
         state = json.loads(cursor) if cursor else {}
-        return int(state.get("seq", 0)), {str(k): str(v) for k, v in dict(state.get("hashes", {})).items()}
+        return int(state.get("seq", 0)), float(state.get("runs_seen", 0.0))
     except (ValueError, TypeError, AttributeError):
-        return 0, {}
+        return 0, 0.0
 
 
-def write_cursor(seq: int, hashes: dict[str, str]) -> str:
-    return json.dumps({"seq": seq, "hashes": dict(sorted(hashes.items()))}, separators=(",", ":"))
+def write_cursor(seq: int, runs_seen: float) -> str:
+    return json.dumps({"seq": seq, "runs_seen": runs_seen}, separators=(",", ":"))
 
 
 def _valid_partition_key(catalog_id: str) -> bool:
     return not any(bad in catalog_id for bad in INVALID_PARTITION_SUBSTRINGS)
+
+
+def _env_float(name: str, default: float, low: float, high: float) -> float:
+    raw = os.environ.get(name)
+    try:
+        value = float(raw) if raw else default
+    except ValueError:
+        return default
+    return min(max(value, low), high)
+
+
+def fingerprint(digest: str, fmt: str | None, parents: Iterable[str]) -> str:
+    """What a catalog is synced as: its source bytes, the format chosen for it (.dq-formats.yaml may
+    change it) and the catalogs that read its file as a companion (a dbt catalog.json parses to
+    nothing beside a manifest)."""
+    text = f"{digest}|{fmt or ''}|{','.join(sorted(parents))}"
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+ABSENT_FINGERPRINT = fingerprint(ABSENT, None, ())
+
+
+def _formats_with_companions() -> set[str]:
+    return {fmt.name for fmt in registry() if fmt.companions is not None}
+
+
+def _override_patterns(text: str | None) -> list[str] | None:
+    """The glob patterns of a .dq-formats.yaml; None when it is no readable mapping (every file affected)."""
+    if not text:
+        return []
+    import yaml
+
+    try:
+        mapping = yaml.safe_load(text) or {}
+    except yaml.YAMLError:
+        return None
+    return [str(k) for k in mapping] if isinstance(mapping, dict) else None
+
+
+def _read_overrides(root: Path) -> str:
+    try:
+        return (root / OVERRIDES_FILE).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return ""
+    except (OSError, UnicodeDecodeError) as exc:
+        return f"!unreadable {type(exc).__name__}"  # no mapping: every file's format is chosen again
+
+
+@dataclass
+class TickReport:
+    """What one tick saw and decided: the tick's message."""
+
+    watched: int = 0
+    hashed: int = 0
+    unreadable_files: list[str] = field(default_factory=list)
+    invalid_keys: list[str] = field(default_factory=list)
+    syncs: list[str] = field(default_factory=list)
+    removals: list[str] = field(default_factory=list)
+    waiting: list[str] = field(default_factory=list)  # in flight, or backing off
+    held: list[str] = field(default_factory=list)  # terminal failure: fix the file
+    removal_blocked: str | None = None
+    deferred: int = 0
+
+    def message(self) -> str:
+        parts = [f"{self.watched} catalog files watched, {self.hashed} hashed"]
+        if self.syncs:
+            parts.append(f"sync requested: {_few(self.syncs)}")
+        if self.removals:
+            parts.append(f"removal requested: {_few(self.removals)}")
+        if self.deferred:
+            parts.append(f"{self.deferred} more deferred to the next tick")
+        if self.waiting:
+            parts.append(f"waiting (run in flight or retry backoff): {_few(self.waiting)}")
+        if self.held:
+            parts.append(f"not requested again, the last run failed terminally (fix the file): {_few(self.held)}")
+        if self.unreadable_files:
+            parts.append(f"cannot be read now, looking again next tick: {_few(self.unreadable_files)}")
+        if self.invalid_keys:
+            parts.append(f"catalog id cannot be a partition key, rename the file: {_few(self.invalid_keys)}")
+        if self.removal_blocked:
+            parts.append(self.removal_blocked)
+        return "; ".join(parts)
+
+
+def _few(items: list[str], limit: int = 10) -> str:
+    items = sorted(items)
+    return ", ".join(items[:limit]) + (f" and {len(items) - limit} more" if len(items) > limit else "")
+
+
+def in_flight_catalogs(instance) -> set[str]:
+    """Catalogs with a sync, reindex or removal run queued or running."""
+    found: set[str] = set()
+    for run in instance.get_runs(RunsFilter(statuses=_IN_FLIGHT)):
+        if run.job_name in _WRITING_JOBS:
+            catalog_id = run.tags.get(CATALOG_TAG) or run.tags.get(PARTITION_TAG)
+            if catalog_id:
+                found.add(catalog_id)
+    return found
+
+
+def _record_outcomes(context, state: SensorState, runs_seen: float, now: float) -> float:
+    """Fold the sensor's runs that finished since the last tick into the per-file state."""
+    since = datetime.fromtimestamp(runs_seen, UTC) if runs_seen else datetime.now(UTC) - timedelta(days=1)
+    records = context.instance.get_run_records(
+        RunsFilter(tags={TRIGGER_TAG: FOLDER_SENSOR}, statuses=_FINISHED, updated_after=since), ascending=True
+    )
+    latest = runs_seen
+    for record in records:
+        run = record.dagster_run
+        latest = max(latest, record.update_timestamp.timestamp())
+        row = state.rows.get(run.tags.get(CATALOG_TAG, ""))
+        if row is None or run.tags.get(FINGERPRINT_TAG) != row.fingerprint:
+            continue  # a run of an older version of the catalog: the record says what it left
+        if run.status == DagsterRunStatus.SUCCESS:
+            row.done, row.attempts, row.next_at, row.held, row.held_reason = row.fingerprint, 0, None, None, None
+            continue
+        transient, kind = True, "canceled"
+        if run.status == DagsterRunStatus.FAILURE:
+            transient, kind = classify_failure(run_step_failures(context.instance, run.run_id))
+        if transient:
+            row.attempts += 1
+            row.next_at = now + min(RETRY_MAX_S, RETRY_BASE_S * 2 ** (row.attempts - 1))
+            context.log.warning(
+                f"{row.catalog_id}: run {run.run_id} failed ({kind}); requesting it again in "
+                f"{row.next_at - now:.0f}s (attempt {row.attempts + 1})"
+            )
+        else:
+            row.held, row.held_reason = row.fingerprint, f"run {run.run_id} failed: {kind}"
+            context.log.error(
+                f"{row.catalog_id}: run {run.run_id} failed terminally ({kind}); not requested again until its file changes"
+            )
+    return latest
+
+
+def _relative(root: Path, path: Path) -> str:
+    try:
+        return path.relative_to(root).as_posix()
+    except ValueError:
+        return str(path)
+
+
+def _full_stamp(
+    file: CatalogFile, own: str | None, fmt: str | None, companions: list[str], scan: FolderScan, companion_formats: set[str]
+) -> str | None:
+    """The cache key of a file's digest: its stamp, its companions' stamps, and for formats that read
+    companions the stamp of its folder (a companion appearing changes the folder)."""
+    if own is None or own.startswith("unstatable"):
+        return None
+    parts = [own]
+    for relative in companions:
+        parts.append(scan.stamp_of(scan.root / relative) or "missing")
+    if fmt in companion_formats:
+        folder = _relative(scan.root, file.path.parent)
+        parts.append("dir:" + scan.dir_stamps.get("" if folder == "." else folder, "?"))
+    return "|".join(parts)
+
+
+def _hash(file: CatalogFile, scan: FolderScan, companion_formats: set[str]) -> FileState:
+    """Digest, format and companions of one file; raises OSError when it cannot be read now."""
+    own = scan.stamp_of(file.path)  # taken before reading: a write after it shows next tick
+    if file.error is not None:
+        fmt = "refused"
+    else:
+        try:
+            fmt = choose(file.root, file.path, file.display).name
+        except CatalogError:
+            fmt = "unresolved"
+    try:
+        companions = [_relative(scan.root, p) for p in source_files(file)[1:]]
+    except CatalogError:
+        companions = []
+    digest = source_digest(file)  # OSError propagates: unreadable now
+    stamp = _full_stamp(file, own, fmt, companions, scan, companion_formats)
+    return FileState(file.catalog_id, stamp, digest, fmt, companions, fingerprint="")
+
+
+def _affected_by_overrides(state: SensorState, root: Path, files: dict[str, CatalogFile]) -> set[str] | None:
+    """Catalogs whose format .dq-formats.yaml may have changed since the last tick (None: every one)."""
+    text = _read_overrides(root)
+    before = state.meta.get("overrides")
+    state.meta["overrides"] = text
+    if before is None or before == text:
+        return set()
+    old, new = _override_patterns(before), _override_patterns(text)
+    if old is None or new is None:
+        return None
+    patterns = old + new
+    return {cid for cid, file in files.items() if any(fnmatch.fnmatch(_relative(file.root, file.path), p) for p in patterns)}
+
+
+def _merge(prev: FileState | None, now: FileState) -> FileState:
+    """This tick's state row: the new description, with the outcome bookkeeping kept while the
+    catalog is the same version (fingerprint), and fresh bookkeeping (next generation) once not."""
+    if prev is None:
+        return FileState(now.catalog_id, now.stamp, now.digest, now.format, now.companions, now.fingerprint)
+    if prev.fingerprint == now.fingerprint:
+        prev.stamp, prev.digest, prev.format, prev.companions = now.stamp, now.digest, now.format, now.companions
+        return prev
+    return FileState(
+        now.catalog_id, now.stamp, now.digest, now.format, now.companions, now.fingerprint, generation=prev.generation + 1
+    )
+
+
+def _needs_sync(row: FileState, committed: dict[str, str | None]) -> bool:
+    """Whether the committed state of a catalog is behind its file."""
+    recorded = committed.get(row.catalog_id)
+    if recorded is not None and recorded != row.digest:
+        if row.done == row.fingerprint:  # a run succeeded, yet the record holds another version
+            row.generation, row.done = row.generation + 1, None
+        return True
+    if row.done == row.fingerprint:
+        return False
+    if recorded is not None and row.done is None and row.generation == 0:
+        row.done = row.fingerprint  # first sight of a catalog the record already holds at this version
+        return False
+    return True
+
+
+def clock() -> float:
+    """Now, in epoch seconds (the retry backoff's clock; tests move it)."""
+    return time.time()
+
+
+def evaluate_folder(context, folder: Path, engine) -> SensorResult | SkipReason:
+    """One tick of the catalog folder sensor (see the module docstring)."""
+    now = clock()
+    try:
+        scan = scan_folder(folder)
+        files = discover(folder)
+    except FileNotFoundError:
+        # A missing (e.g. unmounted) folder is not "every catalog removed": do nothing.
+        return SkipReason(f"catalog folder {folder} does not exist; removing nothing")
+    seq, runs_seen = read_cursor(context.cursor)
+    state = SensorState(engine)
+    committed = committed_source_digests(engine)
+    runs_seen = _record_outcomes(context, state, runs_seen, now)
+    in_flight = in_flight_catalogs(context.instance)
+    partitions = set(context.instance.get_dynamic_partitions(catalog_partitions.name))
+    report = TickReport(watched=len(files))
+    companion_formats = _formats_with_companions()
+    forced = _affected_by_overrides(state, scan.root, files)
+
+    # 1. What each present file is now; hash only files whose stamp (or a companion's) changed.
+    current: dict[str, FileState] = {}
+    for catalog_id, file in files.items():
+        prev = state.rows.get(catalog_id)
+        if prev is not None and prev.stamp is not None and not (forced is None or catalog_id in forced):
+            stamp = _full_stamp(file, scan.stamp_of(file.path), prev.format, prev.companions, scan, companion_formats)
+            if stamp == prev.stamp:
+                current[catalog_id] = FileState(catalog_id, prev.stamp, prev.digest, prev.format, prev.companions, "")
+                continue
+        try:
+            current[catalog_id] = _hash(file, scan, companion_formats)
+            report.hashed += 1
+        except OSError as exc:
+            # Present but unreadable now: neither synced nor removed; its state row stays as it was.
+            report.unreadable_files.append(f"{file.display} ({type(exc).__name__})")
+
+    # 2. Fingerprints: digest, format, and the catalogs that read this file as a companion.
+    by_path = {_relative(f.root, f.path): cid for cid, f in files.items()}
+    parents: dict[str, set[str]] = {}
+    for catalog_id, described in current.items():
+        for relative in described.companions:
+            other = by_path.get(relative)
+            if other is not None and other != catalog_id:
+                parents.setdefault(other, set()).add(catalog_id)
+    for catalog_id, described in current.items():
+        described.fingerprint = fingerprint(described.digest, described.format, parents.get(catalog_id, ()))
+
+    # 3. Which present catalogs are behind their file.
+    to_add: list[str] = []
+    wanted: list[str] = []
+    for catalog_id, described in sorted(current.items()):
+        row = _merge(state.rows.get(catalog_id), described)
+        state.rows[catalog_id] = row
+        if not _valid_partition_key(catalog_id):
+            report.invalid_keys.append(files[catalog_id].display)
+            continue
+        if catalog_id not in partitions:
+            to_add.append(catalog_id)
+        if _needs_sync(row, committed):
+            wanted.append(catalog_id)
+
+    # 4. Recorded catalogs with no file: removal needs positive evidence, and not too many at once.
+    gone = sorted(cid for cid in committed if cid not in files)
+    evident = [cid for cid in gone if scan.absent_for_sure(cid)]
+    if not scan.root_readable():
+        report.removal_blocked = f"catalog folder {folder} cannot be read ({scan.unreadable_summary()}): removing nothing"
+        evident = []
+    elif not files and committed:
+        report.removal_blocked = (
+            f"catalog folder {folder} is empty but {len(committed)} catalogs are recorded (an unmounted volume?): "
+            "removing nothing; if intended, run remove_catalog for each"
+        )
+        evident = []
+    elif len(evident) < len(gone):
+        context.log.warning(
+            f"{len(gone) - len(evident)} recorded catalogs have no file in a folder that could not be read "
+            f"({scan.unreadable_summary()}): not removed"
+        )
+    share = _env_float(MAX_REMOVAL_SHARE_ENV, DEFAULT_MAX_REMOVAL_SHARE, 0.0, 1.0)
+    allowed = max(1, math.floor(share * len(committed)))
+    if len(evident) > allowed:
+        report.removal_blocked = (
+            f"bulk removal held back: {len(evident)} of {len(committed)} recorded catalogs have no file "
+            f"(at most {allowed} per tick, {MAX_REMOVAL_SHARE_ENV}={share}): {_few(evident)}. Nothing was removed; "
+            f"if intended, raise {MAX_REMOVAL_SHARE_ENV} or run remove_catalog for each"
+        )
+        context.log.error(report.removal_blocked)
+        evident = []
+    for catalog_id in evident:
+        row = _merge(state.rows.get(catalog_id), FileState(catalog_id, None, ABSENT, None, [], ABSENT_FINGERPRINT))
+        state.rows[catalog_id] = row
+        if row.done == row.fingerprint:  # a removal succeeded, yet the record holds the catalog again
+            row.generation, row.done = row.generation + 1, None
+        wanted.append(catalog_id)
+
+    # 5. Requests, unless a run of the catalog is in flight, it is backing off, or it failed terminally.
+    seq += 1
+    max_runs = int(_env_float(MAX_RUNS_ENV, DEFAULT_MAX_RUNS, 1, 1_000_000))
+    run_requests: list[RunRequest] = []
+    for catalog_id in wanted:
+        row = state.rows[catalog_id]
+        if catalog_id in in_flight or (row.next_at is not None and row.next_at > now):
+            report.waiting.append(catalog_id)
+            continue
+        if row.held == row.fingerprint:
+            report.held.append(catalog_id)
+            continue
+        if len(run_requests) >= max_runs:
+            report.deferred += 1
+            continue
+        tags = {CATALOG_TAG: catalog_id, TRIGGER_TAG: FOLDER_SENSOR, FINGERPRINT_TAG: row.fingerprint}
+        # The run key names the version and the attempt: a repeated tick requests nothing twice; a
+        # retry after a failure, or content changed back to an earlier version, is a new run.
+        key = f"{catalog_id}:{row.fingerprint[:16]}@{row.generation}.{row.attempts}"
+        if row.fingerprint == ABSENT_FINGERPRINT:
+            report.removals.append(catalog_id)
+            run_requests.append(
+                RunRequest(
+                    job_name=REMOVE_JOB,
+                    run_key="remove:" + key,
+                    run_config={"ops": {"remove_catalog_data": {"config": {"catalog_id": catalog_id}}}},
+                    tags=tags,
+                )
+            )
+        else:
+            if files[catalog_id].error is not None:
+                context.log.warning(f"{files[catalog_id].display}: refused ({files[catalog_id].error}); its run will fail")
+            report.syncs.append(catalog_id)
+            run_requests.append(RunRequest(job_name=SYNC_JOB, partition_key=catalog_id, run_key=key, tags=tags))
+
+    # 6. Forget catalogs gone from the folder and from the record: their state row, and their
+    # partition once no run of it is in flight (a queued run never loses its partition).
+    to_delete: list[str] = []
+    if report.removal_blocked is None and scan.root_readable():
+        for catalog_id in sorted((partitions | set(state.rows)) - set(files) - set(committed) - in_flight):
+            if scan.absent_for_sure(catalog_id):
+                if catalog_id in partitions:
+                    to_delete.append(catalog_id)
+                state.drop([catalog_id])
+
+    state.save()
+    for line in report.unreadable_files:
+        context.log.warning(f"{line}: cannot be read now; looking again next tick")
+    for display in report.invalid_keys:
+        context.log.error(f"{display}: its catalog id cannot be a partition key; rename the file")
+    partition_requests = []
+    if to_add:
+        partition_requests.append(catalog_partitions.build_add_request(to_add))
+    if to_delete:
+        partition_requests.append(catalog_partitions.build_delete_request(to_delete))
+    message = report.message()
+    cursor = write_cursor(seq, runs_seen)
+    if not run_requests and not partition_requests:
+        return SensorResult(skip_reason=SkipReason(message), cursor=cursor)
+    context.log.info(message)
+    return SensorResult(run_requests=run_requests, dynamic_partitions_requests=partition_requests, cursor=cursor)
 
 
 @sensor(
@@ -92,82 +533,19 @@ def _valid_partition_key(catalog_id: str) -> bool:
     jobs=[sync_catalog_job, remove_catalog_job],
     minimum_interval_seconds=30,
     default_status=DefaultSensorStatus.RUNNING,
-    description="Watches the catalog folder by content hash (sha256). A new or changed file adds its partition "
-    "and requests a sync_catalog run; a removed file requests a remove_catalog run and deletes the partition. "
-    "Touching a file without changing it does nothing.",
+    description="Keeps the system of record level with the catalog folder: a catalog whose file (sha256 of it "
+    "and its companions, and its format) differs from what is committed gets a sync_catalog run; a recorded "
+    "catalog whose file is gone gets a remove_catalog run; a failed run is requested again with backoff (a "
+    "terminal failure waits for the file to change). Removal needs the folder read and listed: an unreadable "
+    f"or empty folder removes nothing, and a bulk removal beyond {MAX_REMOVAL_SHARE_ENV} "
+    f"(default {DEFAULT_MAX_REMOVAL_SHARE}) of the catalogs is held back.",
 )
-def catalog_folder_sensor(context: SensorEvaluationContext, catalog_folder: CatalogFolder):
-    folder = catalog_folder.path()
-    try:
-        files = discover(folder)
-    except FileNotFoundError:
-        # A missing (e.g. unmounted) folder is not "every catalog removed": keep the cursor, do nothing.
-        return SkipReason(f"catalog folder {folder} does not exist")
-    seq, before = read_cursor(context.cursor)
-
-    now: dict[str, str] = {}
-    for catalog_id, file in files.items():
-        digest = file_hash(file)
-        if digest is None:
-            context.log.warning(f"{file.display}: cannot be read now; looking again next tick")
-            if catalog_id in before:
-                now[catalog_id] = before[catalog_id]  # unknown is not removed
-            continue
-        now[catalog_id] = digest
-
-    changed = sorted(cid for cid, digest in now.items() if before.get(cid) != digest)
-    removed = sorted(set(before) - set(now))
-    if not changed and not removed:
-        return SkipReason(f"no catalog file added, changed or removed ({len(now)} watched)")
-
-    # The sequence makes run keys unique per change: without it, a file changed back to earlier
-    # content (or removed and restored) would reuse an old run key, and Dagster would skip the run.
-    # It comes from the cursor, so a tick evaluated again after a crash requests the same keys.
-    seq += 1
-    existing = set(context.instance.get_dynamic_partitions(catalog_partitions.name))
-    run_requests: list[RunRequest] = []
-    to_add: list[str] = []
-    for catalog_id in changed:
-        if not _valid_partition_key(catalog_id):
-            context.log.error(f"{files[catalog_id].display}: catalog id {catalog_id!r} cannot be a partition key; rename the file")
-            continue
-        if files[catalog_id].error is not None:
-            # Still requested: the run fails at catalog_entries with the reason, visible in the UI.
-            context.log.warning(f"{files[catalog_id].display}: refused ({files[catalog_id].error}); its run will fail")
-        if catalog_id not in existing:
-            to_add.append(catalog_id)
-        run_requests.append(
-            RunRequest(
-                job_name=SYNC_JOB,
-                partition_key=catalog_id,
-                run_key=f"{catalog_id}:{now[catalog_id]}@{seq}",
-                tags={CATALOG_TAG: catalog_id, TRIGGER_TAG: "catalog-sensor"},
-            )
-        )
-    for catalog_id in removed:
-        # A deleted partition can no longer be targeted: removal is an unpartitioned job.
-        run_requests.append(
-            RunRequest(
-                job_name=REMOVE_JOB,
-                run_key=f"remove:{catalog_id}@{seq}",
-                run_config={"ops": {"remove_catalog_data": {"config": {"catalog_id": catalog_id}}}},
-                tags={CATALOG_TAG: catalog_id, TRIGGER_TAG: "catalog-sensor"},
-            )
-        )
-    partition_requests = []
-    if to_add:
-        partition_requests.append(catalog_partitions.build_add_request(to_add))
-    if removed:
-        partition_requests.append(catalog_partitions.build_delete_request(removed))
-    context.log.info(f"changed: {changed or '-'}; removed: {removed or '-'}")
-    return SensorResult(
-        run_requests=run_requests,
-        dynamic_partitions_requests=partition_requests,
-        cursor=write_cursor(seq, now),
-    )
+def catalog_folder_sensor(context: SensorEvaluationContext, catalog_folder: CatalogFolder, store: SyncedStoreResource):
+    with store.record() as engine:
+        return evaluate_folder(context, catalog_folder.path(), engine)
 
 
-# --- failed syncs -------------------------------------------------------------------------------
+# --- failed runs --------------------------------------------------------------------------------
 
 
 def recent_auto_repairs(instance, catalog_id: str, now: datetime | None = None) -> int:
@@ -189,25 +567,25 @@ def repair_request(catalog_id: str, failed_run_id: str) -> RunRequest:
 
 @run_failure_sensor(
     name="auto_repair_sensor",
-    monitored_jobs=[sync_catalog_job, reindex_catalog_job],
+    monitored_jobs=[sync_catalog_job, reindex_catalog_job, remove_catalog_job],
     request_job=repair_catalog_job,
     default_status=DefaultSensorStatus.RUNNING,
-    description=f"When a sync or reindex run fails (a failed blocking ID-set check included), launches "
-    f"repair_catalog for its catalog, at most {MAX_AUTO_REPAIRS} times per catalog in "
-    f"{int(AUTO_REPAIR_WINDOW.total_seconds() // 3600)}h. A refused catalog file is not repaired: fix the file.",
+    description=f"When a sync, reindex or removal run fails for a transient reason (a store unreachable, a "
+    f"failed blocking ID-set check), launches repair_catalog for its catalog, at most {MAX_AUTO_REPAIRS} times "
+    f"per catalog in {int(AUTO_REPAIR_WINDOW.total_seconds() // 3600)}h. A terminal failure (refused input, "
+    "configuration, lost lock) is not repaired. The catalog sensor requests the failed sync itself again.",
 )
 def auto_repair_sensor(context: RunFailureSensorContext):
     run = context.dagster_run
-    catalog_id = run.tags.get(PARTITION_TAG)
+    catalog_id = run.tags.get(PARTITION_TAG) or run.tags.get(CATALOG_TAG)
     if not catalog_id:
-        return SkipReason(f"run {run.run_id} of {run.job_name} has no catalog partition; nothing to repair")
+        return SkipReason(f"run {run.run_id} of {run.job_name} names no catalog; nothing to repair")
 
-    failures = context.get_step_failure_events()
-    failed_steps = {event.step_key for event in failures}
-    if failed_steps and failed_steps <= {PARSE_STEP}:
+    transient, kind = classify_failure(context.get_step_failure_events())
+    if not transient:
         message = (
-            f"{catalog_id}: run {run.run_id} failed parsing/validating the catalog file, so nothing was written; "
-            "repair cannot fix bad input: fix the file"
+            f"{catalog_id}: run {run.run_id} failed terminally ({kind}); repair cannot fix that: "
+            "fix the file or the configuration named in the run's error"
         )
         context.log.info(message)
         return SkipReason(message)
@@ -222,5 +600,5 @@ def auto_repair_sensor(context: RunFailureSensorContext):
         context.log.error(message)
         return SkipReason(message)
 
-    context.log.info(f"{catalog_id}: run {run.run_id} failed at {sorted(failed_steps) or 'run level'}; requesting repair")
+    context.log.info(f"{catalog_id}: run {run.run_id} failed ({kind}); requesting repair")
     return repair_request(catalog_id, run.run_id)
