@@ -94,12 +94,12 @@ def _override(root: Path, relative: str, display: str) -> str | dict | None:
     overrides = root / OVERRIDES_FILE
     if not overrides.is_file():
         return None
-    import yaml
+    from ..source import read_text
+    from .records import load_yaml
 
-    try:
-        mapping = yaml.safe_load(overrides.read_text(encoding="utf-8")) or {}
-    except yaml.YAMLError as exc:
-        raise CatalogError.single(OVERRIDES_FILE, "document", f"invalid YAML: {exc}") from None
+    # The strict loader: nesting and aliases bounded, errors with their line (a hostile override
+    # file is refused by name like a catalog).
+    mapping = load_yaml(read_text(overrides, OVERRIDES_FILE), OVERRIDES_FILE)[0] or {}
     if not isinstance(mapping, dict):
         raise CatalogError.single(OVERRIDES_FILE, "document", "expected a mapping of glob pattern to format name")
     for pattern, name in mapping.items():

@@ -43,6 +43,7 @@ from ..entry import CatalogError, Entry
 from ..notices import tolerated
 from . import Format
 from .text_cleanup import (
+    YAML_SUFFIXES,
     Bad,
     at,
     compose,
@@ -128,9 +129,11 @@ def _themes(doc: dict[str, Any]) -> dict[str, str]:
 
 
 class _Catalog:
-    def __init__(self, doc: dict[str, Any], display: str):
+    def __init__(self, doc: dict[str, Any], display: str, from_json: bool):
         self.collector = EntryCollector(display)
         self.themes = _themes(doc)
+        # JSON values are JSON already: copying a 38 MB `spatial` value to make it so costs seconds.
+        self.jsonable = (lambda value: value) if from_json else jsonable
 
     def dataset(self, i: int, record: Any) -> None:
         where = at("dataset", i)
@@ -169,8 +172,8 @@ class _Catalog:
             "accrual_periodicity": _text(record, "accrualPeriodicity", where),
             "language": text_list(record.get("language"), at(where, "language")),
             "contact": _contact(record.get("contactPoint"), at(where, "contactPoint")),
-            "spatial": jsonable(record.get("spatial")),
-            "temporal": jsonable(record.get("temporal")),
+            "spatial": self.jsonable(record.get("spatial")),
+            "temporal": self.jsonable(record.get("temporal")),
             "distributions": len(distributions) or None,
         }
         extras = []
@@ -262,7 +265,7 @@ def parse(path: Path, display: str) -> list[Entry]:
         raise CatalogError.single(
             display, "dataset", f"`dataset` must be a list, found {type_name(datasets)}"
         )
-    catalog = _Catalog(doc, display)
+    catalog = _Catalog(doc, display, path.suffix.lower() not in YAML_SUFFIXES)
     for i, record in enumerate(datasets):
         try:
             catalog.dataset(i, record)
