@@ -19,42 +19,35 @@ from .defs.jobs import (
 from .defs.resources import CatalogFolder, EmbedderResource, SyncedStoreResource
 from .defs.schedules import build_sync_schedule
 from .defs.sensors import auto_repair_sensor, catalog_folder_sensor
-from .settings import Settings
+from .settings import SETTINGS, Settings, resource_values
 
 
-def _env(name: str) -> EnvVar | None:
-    """An EnvVar when set (the UI then shows its name, never its value); else the embedded default."""
-    return EnvVar(name) if os.environ.get(name) else None
+def _resources(values: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    return {
+        "catalog_folder": CatalogFolder(**values["catalog_folder"]),
+        "embedder": EmbedderResource(**values["embedder"]),
+        "store": SyncedStoreResource(**values["store"]),
+    }
 
 
 def resources_from_env() -> dict[str, Any]:
-    return {
-        "catalog_folder": CatalogFolder(catalog_dir=_env("DQ_CATALOG_DIR")),
-        "embedder": EmbedderResource(model=_env("DQ_EMBEDDING_MODEL"), backend=_env("DQ_EMBEDDING_BACKEND")),
-        "store": SyncedStoreResource(
-            database_url=_env("DQ_DATABASE_URL"),
-            qdrant_url=_env("DQ_QDRANT_URL"),
-            qdrant_api_key=_env("DQ_QDRANT_API_KEY"),
-            qdrant_path=_env("DQ_QDRANT_PATH"),
-            data_dir=_env("DQ_DATA_DIR"),
-            qdrant_engine=_env("DQ_QDRANT_ENGINE"),
-        ),
-    }
+    """Every DQ_* variable set at load time as an `EnvVar` (the UI shows its name, never its value);
+    unset ones are left to the embedded defaults."""
+    return _resources(
+        {
+            resource: {s.resource_field: EnvVar(s.env) if os.environ.get(s.env) else None for s in SETTINGS if s.resource == resource}
+            for resource in {s.resource for s in SETTINGS}
+        }
+    )
 
 
 def resources_for(settings: Settings) -> dict[str, Any]:
-    """Resources bound to resolved settings (the CLI and tests: no dependence on later env changes)."""
-    return {
-        "catalog_folder": CatalogFolder(catalog_dir=str(settings.catalog_dir)),
-        "embedder": EmbedderResource(model=settings.embedding_model or None, backend=settings.embedding_backend),
-        "store": SyncedStoreResource(
-            database_url=settings.database_url,
-            qdrant_url=settings.qdrant_url,
-            qdrant_api_key=settings.qdrant_api_key,
-            qdrant_path=settings.qdrant_path,
-            qdrant_engine=settings.qdrant_engine,
-        ),
-    }
+    """Resources bound to resolved settings (the CLI and tests: no dependence on later env changes).
+
+    Values the environment holds are bound by `EnvVar` name; a secret that is not in the environment
+    is refused (`settings.resource_values`): nothing the Dagster instance stores may hold a secret.
+    """
+    return _resources(resource_values(settings))
 
 
 def build_definitions(resources: dict[str, Any] | None = None) -> Definitions:

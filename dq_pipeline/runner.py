@@ -1,7 +1,9 @@
 """Running the sync job from the command line: one in-process Dagster run per catalog partition.
 
 With DAGSTER_HOME set, runs are recorded in that instance (visible in the UI); otherwise in an
-ephemeral one. Catalogs that the system of record knows (rows or journal rows) but whose file is
+ephemeral one. Secrets reach the job only by `EnvVar` name (`settings.resource_values`): the job
+snapshot, run config and event log stored in that instance never hold a password or an API key.
+Catalogs that the system of record knows (rows or journal rows) but whose file is
 gone are synced as empty catalogs, which deletes their rows and points.
 """
 
@@ -14,7 +16,7 @@ from typing import Any
 from dagster import DagsterInstance, ExecuteInProcessResult
 
 from .catalog import discover
-from .settings import Settings
+from .settings import Settings, exported
 from .sync import open_record
 from .sync.schema import entries, journal
 
@@ -47,12 +49,26 @@ def run_sync(
     instance: DagsterInstance | None = None,
     verbose: bool = False,
 ) -> dict[str, SyncRow]:
+    ids = catalog_ids or catalogs_to_sync(settings)
+    with exported(settings):
+        return _run(settings, ids, force=force, progress=progress, instance=instance, verbose=verbose)
+
+
+def _run(
+    settings: Settings,
+    ids: list[str],
+    *,
+    force: bool,
+    progress: Callable[[str, SyncRow], None] | None,
+    instance: DagsterInstance | None,
+    verbose: bool,
+) -> dict[str, SyncRow]:
     from .definitions import build_definitions, resources_for
     from .defs.jobs import SYNC_JOB
     from .defs.partitions import catalog_partitions
 
-    ids = catalog_ids or catalogs_to_sync(settings)
-    # Resources bound to these settings (--catalog-dir, the URLs), not to the environment at import.
+    # Resources bound to these settings (--catalog-dir, the URLs), not to the environment at import;
+    # secrets by EnvVar name only.
     job = build_definitions(resources_for(settings)).resolve_job_def(SYNC_JOB)
     step_config = {"config": {"force": force}}
     run_config = {

@@ -1,8 +1,9 @@
 """Resources: the catalog folder, the embedder and the synced store.
 
 Every field may be left unset: the `DQ_*` environment variables, then the embedded defaults under
-`./.dq_data`, fill it in (dq_pipeline.settings). URLs and keys come through `EnvVar`, so the
-Dagster UI shows the variable's name, never its value.
+`./.dq_data`, fill it in. Which variable feeds which field is declared once, in
+`dq_pipeline.settings.SETTINGS`. URLs and keys come through `EnvVar`, so the Dagster UI and
+everything the instance stores (job snapshots, run config) show the variable's name, never its value.
 """
 
 from __future__ import annotations
@@ -17,9 +18,14 @@ from sqlalchemy import Engine
 
 from ..embedding import Embedder, load_embedder
 from ..embedding.embedder import resolve_model
-from ..settings import Settings
+from ..settings import SETTINGS, Settings
 from ..sync import SyncedStore, open_record
 from ..sync.database import redact_url
+
+
+def _settings(resource: ConfigurableResource, key: str) -> Settings:
+    """Settings with this resource's set fields over the environment (the table says which is which)."""
+    return Settings.from_env(**{s.field: getattr(resource, s.resource_field) for s in SETTINGS if s.resource == key})
 
 
 class CatalogFolder(ConfigurableResource):
@@ -28,7 +34,7 @@ class CatalogFolder(ConfigurableResource):
     catalog_dir: str | None = Field(default=None, description="Folder of catalog files.")
 
     def path(self) -> Path:
-        return Settings.from_env(catalog_dir=self.catalog_dir).catalog_dir
+        return _settings(self, "catalog_folder").catalog_dir
 
 
 class EmbedderResource(ConfigurableResource):
@@ -40,10 +46,10 @@ class EmbedderResource(ConfigurableResource):
     backend: str | None = Field(default=None, description="torch (default) or onnx (ONNX Runtime fp32, same vectors; the [onnx] extra).")
 
     def model_name(self) -> str:
-        return Settings.from_env(embedding_model=self.model).embedding_model
+        return _settings(self, "embedder").embedding_model
 
     def backend_name(self) -> str:
-        return Settings.from_env(embedding_backend=self.backend).embedding_backend
+        return _settings(self, "embedder").embedding_backend
 
     def model_id(self) -> str:
         """The model's id without loading it."""
@@ -62,18 +68,12 @@ class SyncedStoreResource(ConfigurableResource):
     qdrant_path: str | None = Field(default=None, description="Folder of the embedded Qdrant store.")
     data_dir: str | None = Field(default=None, description="Folder for the embedded defaults (./.dq_data).")
     qdrant_engine: str | None = Field(default=None, description="Embedded Qdrant engine: local (default) or edge.")
+    namespace: str | None = Field(default=None, description="Deployment namespace: the prefix of its Qdrant collections (default dq).")
     upsert_batch_size: int = Field(default=256, description="Points per acknowledged Qdrant upsert.")
     lock_timeout_s: float = Field(default=600.0, description="How long a sync waits for another run of its catalog.")
 
     def settings(self) -> Settings:
-        return Settings.from_env(
-            database_url=self.database_url,
-            qdrant_url=self.qdrant_url,
-            qdrant_api_key=self.qdrant_api_key,
-            qdrant_path=self.qdrant_path,
-            data_dir=self.data_dir,
-            qdrant_engine=self.qdrant_engine,
-        )
+        return _settings(self, "store")
 
     @contextmanager
     def open(self) -> Iterator[SyncedStore]:
@@ -84,6 +84,7 @@ class SyncedStoreResource(ConfigurableResource):
             qdrant_url=s.qdrant_url,
             qdrant_api_key=s.qdrant_api_key,
             qdrant_path=s.qdrant_path,
+            collection_prefix=s.namespace,
             upsert_batch_size=self.upsert_batch_size,
             lock_timeout_s=self.lock_timeout_s,
             embedded_engine=s.qdrant_engine,
