@@ -59,6 +59,7 @@ def _open_store(settings: Settings):  # -> SyncedStore
             qdrant_url=settings.qdrant_url,
             qdrant_api_key=settings.qdrant_api_key,
             qdrant_path=settings.qdrant_path,
+            collection_prefix=settings.namespace,
             embedded_engine=settings.qdrant_engine,
         )
     except Exception as exc:
@@ -193,10 +194,12 @@ def status(as_json: bool) -> None:
         report = store.status()
     report["catalog_dir"] = str(settings.catalog_dir)
     report["model"] = resolve_model(settings.embedding_model)[1]
+    report["namespace"] = settings.namespace
 
     def text() -> None:
         click.echo(f"database:    {report['database']}")
         click.echo(f"qdrant:      {report['qdrant']}")
+        click.echo(f"namespace:   {report['namespace']} (collections {report['namespace']}_*)")
         click.echo(f"model:       {report['model']}")
         click.echo(f"catalog dir: {report['catalog_dir']}")
         for cid, c in report["catalogs"].items():

@@ -135,6 +135,8 @@ def test_status_masks_secrets(env: dict[str, str], monkeypatch: pytest.MonkeyPat
     assert report["catalogs"]["finance/ledger"]["entries"] == 75
     assert report["catalogs"]["finance/ledger"]["pending_journal"] == 0
     assert report["model"] == "sentence-transformers/all-MiniLM-L6-v2"
+    assert report["namespace"] == "dq" and all(c.startswith("dq_") for c in report["collections"])
+    assert "namespace:   dq (collections dq_*)" in run("status")
     url = env["DQ_DATABASE_URL"]
     if url.startswith("postgresql"):
         from sqlalchemy.engine import make_url
