@@ -13,7 +13,8 @@ qdrant-client's generated models, `qdrant_client/http/models/models.py`):
     PUT  /collections/{name}/index            payload index (accepted, no effect)
     PUT  /collections/{name}/points           upsert: {"batch": {...}} or {"points": [...]}
     POST /collections/{name}/points/delete    delete by {"points": [ids]}
-    POST /collections/{name}/points/scroll    filter (must: match value/any), offset, limit, payload/vector selection
+    POST /collections/{name}/points/payload   set payload keys of {"points": [ids]}
+    POST /collections/{name}/points/scroll    filter (must: match value/any, is_empty), offset, limit, payload/vector selection
     POST /collections/{name}/points           retrieve by ids
     POST /collections/{name}/points/query     nearest by cosine (brute force), with filter
 
@@ -196,6 +197,11 @@ class FakeQdrant:
                 for pid in body.get("points", []):
                     collection.points.pop(str(pid), None)
                 return self._update()
+            if rest == "points/payload" and method == "POST":  # set payload keys (tests tamper with points)
+                for pid in body.get("points", []):
+                    if str(pid) in collection.points:
+                        collection.points[str(pid)][1].update(body["payload"])
+                return self._update()
             if rest == "points/scroll" and method == "POST":
                 return self._scroll(collection, body)
             if rest == "points" and method == "POST":
@@ -231,6 +237,8 @@ class FakeQdrant:
             return True
 
         def condition(c: dict[str, Any]) -> bool:
+            if "is_empty" in c:  # {"is_empty": {"key": k}}: the key is missing, null or []
+                return payload.get(c["is_empty"]["key"]) in (None, [])
             match = c.get("match") or {}
             value = payload.get(c["key"])
             if "value" in match:

@@ -401,7 +401,7 @@ def test_concurrent_syncs_are_serialized_per_catalog_and_parallel_across_catalog
     assert json.loads(results["other"])["catalogs"]["team/other"]["updated"] == 50
 
     first_steps, same_steps = world.events_of(first.pid), world.events_of(same.pid)
-    assert [p for p, _ in first_steps] == ["locked", "journal_written", "pg_flushed", "qdrant_batch", "qdrant_batch", "qdrant_written", "before_commit", "committed", "retired"]
+    assert [p for p, _ in first_steps] == ["locked", "journal_written", "qdrant_batch", "qdrant_batch", "qdrant_written", "pg_flushed", "before_commit", "committed", "retired"]
     assert same_steps[0][0] == "locked" and same_steps[0][1] > first_steps[-1][1], "the runs of team/big interleaved"
     verified = world.verify()
     assert verified["in_sync"] and verified["catalogs"]["team/big"]["pg"] == 300

@@ -155,6 +155,10 @@ class EdgeClient:
         self._shard(collection_name).update(edge.UpdateOperation.delete_points([_edge_id(i) for i in ids]))
         return _COMPLETED
 
+    def set_payload(self, collection_name: str, payload: dict[str, Any], points: Sequence[Any], wait: bool = True, **_: Any) -> rest.UpdateResult:
+        self._shard(collection_name).update(edge.UpdateOperation.set_payload([_edge_id(i) for i in points], payload))
+        return _COMPLETED
+
     def retrieve(
         self, collection_name: str, ids: Sequence[Any], with_payload: Any = True, with_vectors: Any = False, **_: Any
     ) -> list[rest.Record]:
@@ -271,6 +275,8 @@ def _edge_filter(flt: models.Filter | None) -> Any:
                 out.append(edge.FieldCondition(key=c.key, match=edge.MatchValue(c.match.value)))
             elif isinstance(c, models.FieldCondition) and isinstance(c.match, models.MatchAny):
                 out.append(edge.FieldCondition(key=c.key, match=edge.MatchAny(list(c.match.any))))
+            elif isinstance(c, models.IsEmptyCondition):
+                out.append(edge.IsEmptyCondition(key=c.is_empty.key))
             elif isinstance(c, models.HasIdCondition):
                 out.append(edge.HasIdCondition({_edge_id(i) for i in c.has_id}))
             else:
