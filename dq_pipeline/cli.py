@@ -126,22 +126,27 @@ def _print_sync_line(catalog_id: str, r: dict[str, Any]) -> None:
 
 @cli.command()
 @click.option("--catalog", "catalogs", multiple=True, help="Catalog id to verify (repeatable); default: all.")
+@click.option("--deep", is_flag=True, help="Also compare every point's vector with the record's (reads all vectors).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
-def verify(catalogs: tuple[str, ...], as_json: bool) -> None:
-    """Compare the ID sets and payloads of both stores; exit 0 iff in sync."""
+def verify(catalogs: tuple[str, ...], deep: bool, as_json: bool) -> None:
+    """Compare the ID sets, payloads and vector digests of both stores; exit 0 iff in sync."""
     ids = _catalog_ids(catalogs)
     with _open_store(Settings.from_env()) as store:
-        results = [store.verify(cid) for cid in (ids or store.known_catalogs())]
-    in_sync = all(v.in_sync for v in results)
-    payload = {"in_sync": in_sync, "catalogs": {v.catalog_id: v.counts() for v in results}}
+        results = [store.verify(cid, deep=deep) for cid in (ids or store.known_catalogs())]
+        # Points that name no catalog belong to none of the above: counted once, for the whole namespace.
+        unattributed, sample = store.verify_unattributed() if not ids else (0, [])
+    in_sync = all(v.in_sync for v in results) and not unattributed
+    payload = {"in_sync": in_sync, "catalogs": {v.catalog_id: v.counts() for v in results}, "unattributed": unattributed}
 
     def text() -> None:
         for v in results:
             state = "in sync" if v.in_sync else "OUT OF SYNC"
             counts = ", ".join(f"{k} {n}" for k, n in v.counts().items())
             click.echo(f"{v.catalog_id}: {state} ({counts})")
-            for kind, sample in v.samples.items():
-                click.echo(f"  {kind}: {', '.join(sample)}")
+            for kind, found in v.samples.items():
+                click.echo(f"  {kind}: {', '.join(found)}")
+        if unattributed:
+            click.echo(f"{unattributed} point(s) name no catalog: {', '.join(sample)}")
         click.echo("in sync" if in_sync else "OUT OF SYNC: run `dq-pipeline repair`")
 
     _emit(as_json, payload, text)
@@ -150,13 +155,16 @@ def verify(catalogs: tuple[str, ...], as_json: bool) -> None:
 
 @cli.command()
 @click.option("--catalog", "catalogs", multiple=True, help="Catalog id to repair (repeatable); default: all.")
+@click.option("--deep", is_flag=True, help="Also rewrite points whose vector differs from the record's.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
-def repair(catalogs: tuple[str, ...], as_json: bool) -> None:
+def repair(catalogs: tuple[str, ...], deep: bool, as_json: bool) -> None:
     """Finish the journal, restore missing points from PostgreSQL's vectors, delete orphans. Never embeds."""
     ids = _catalog_ids(catalogs)
     with _open_store(Settings.from_env()) as store:
-        results = [store.repair(cid) for cid in (ids or store.known_catalogs())]
-    in_sync = all(r.after.in_sync for r in results)
+        results = [store.repair(cid, deep=deep) for cid in (ids or store.known_catalogs())]
+        unattributed_deleted = store.repair_unattributed() if not ids else 0
+        unattributed_left = store.verify_unattributed()[0] if not ids else 0
+    in_sync = all(r.after.in_sync for r in results) and not unattributed_left
     payload = {
         "in_sync": in_sync,
         "catalogs": {
@@ -169,6 +177,7 @@ def repair(catalogs: tuple[str, ...], as_json: bool) -> None:
             }
             for r in results
         },
+        "unattributed_deleted": unattributed_deleted,
     }
 
     def text() -> None:
@@ -178,6 +187,8 @@ def repair(catalogs: tuple[str, ...], as_json: bool) -> None:
                 f"rewrote {r.rewritten}, deleted {r.orphans_deleted} orphan(s): "
                 + ("in sync" if r.after.in_sync else "STILL OUT OF SYNC")
             )
+        if unattributed_deleted:
+            click.echo(f"deleted {unattributed_deleted} point(s) that named no catalog")
 
     _emit(as_json, payload, text)
     sys.exit(EXIT_OK if in_sync else EXIT_FAILED)
@@ -313,18 +324,8 @@ def main() -> None:
     except BaseException as exc:  # one clear line; the traceback only when asked for
         if verbose:
             traceback.print_exc()
-        message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        click.echo(f"error: {_redact(message)}", err=True)
+        from .errors import DqError, one_line, redact
+
+        message = one_line(exc) if isinstance(exc, DqError) else redact(str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__)
+        click.echo(f"error: {message}", err=True)
         sys.exit(EXIT_FAILED)
-
-
-def _redact(message: str) -> str:
-    """Errors from drivers can echo a URL; never let a password or API key through."""
-    import re
-
-    message = re.sub(r"(://[^:/@\s]+:)[^@\s]+@", r"\1***@", message)
-    for name in ("DQ_QDRANT_API_KEY",):
-        secret = os.environ.get(name)
-        if secret:
-            message = message.replace(secret, "***")
-    return message
