@@ -1,4 +1,10 @@
-"""Reading a catalog file's bytes into text, refusing what is not text."""
+"""Reading a catalog file's bytes into text, refusing what is not text; the nesting bound every reader keeps.
+
+Hostile input is refused by name in bounded memory and time: binary (NUL bytes, UTF-16/32) and
+invalid UTF-8 here, nesting deeper than `MAX_NESTING` by every JSON and YAML reader (the C JSON
+decoder stops at the recursion limit in constant memory; `deeper_than` then checks the parsed value,
+`nesting_offset` names the line; the YAML composer and ijson streams count levels as they go).
+"""
 
 from __future__ import annotations
 
