@@ -1,7 +1,7 @@
 """Per-catalog assets: parse -> embed what changed -> write both stores through the protocol.
 
 The ID-set check runs inside the writing step as a blocking check, so a catalog whose stores
-disagree after its write fails the run (see DAGSTER_NOTES: a partitioned check cannot run alone).
+disagree after its write fails the run (docs/DESIGN.md, "Dagster facts": a partitioned check cannot run alone).
 """
 
 
