@@ -1,4 +1,4 @@
-"""The `dq-pipeline` command. Its options, JSON shapes and exit codes are a stable contract (DESIGN.md).
+"""The `dq-pipeline` command. Its options, JSON shapes and exit codes are a stable contract (docs/DESIGN.md, "Command-line contract").
 
 Exit codes: 0 success, 1 a check or sync failed, 2 usage or configuration error. Errors are one
 line on stderr; `--verbose` adds the traceback.
