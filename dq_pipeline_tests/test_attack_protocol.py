@@ -1,0 +1,60 @@
+"""Breaks found by an independent adversarial review of the fixes for issue 10 (main at 8e30a7a).
+
+Each test reproduces one way the guarantees (I1-I8, secrets) still break, with real stores
+(SQLite/PostgreSQL, embedded Qdrant, the REST stand-in); mocks only inject faults or delays. They
+are written the way they should pass once the hole is fixed: today each one fails.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from sqlalchemy.engine import make_url
+
+from .conftest import reset_postgres
+from .test_secrets_at_rest import PASSWORD, instance_leaks
+
+DQ_EXE = str(Path(sys.executable).with_name("dq-pipeline"))
+
+
+def _dq(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([DQ_EXE, *args], env=env, capture_output=True, text=True, timeout=300, check=False)
+
+
+# --- secrets: a password given as a URL query parameter ------------------------------------------------
+
+
+@pytest.mark.postgres
+@pytest.mark.dagster
+def test_password_as_url_query_parameter_never_reaches_output_or_the_dagster_instance(postgres_url: str, tmp_path: Path) -> None:
+    """libpq and psycopg take the password from `?password=` as well as from `user:password@`;
+    `redact_url` (sync/database.py) masks only the latter, so `status` prints the password and the
+    `database` metadata of every materialization stores it in the Dagster instance."""
+    reset_postgres(postgres_url)
+    url = make_url(postgres_url).update_query_dict({"password": PASSWORD}).render_as_string(hide_password=False)
+    assert PASSWORD in url
+    catalogs = tmp_path / "catalogs"
+    catalogs.mkdir()
+    (catalogs / "orders.csv").write_text("table,column,description\norders,id,Order id\n", encoding="utf-8")
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DQ_") and k != "DAGSTER_HOME"}
+    env.update(
+        DQ_DATABASE_URL=url,
+        DQ_DATA_DIR=str(tmp_path / "data"),
+        DQ_CATALOG_DIR=str(catalogs),
+        DQ_EMBEDDING_MODEL="hashing:32",
+        DAGSTER_HOME=str(home),
+    )
+    outputs = []
+    for args in (("sync", "--json"), ("status",), ("status", "--json"), ("verify",)):
+        done = _dq(env, *args)
+        assert done.returncode == 0, (args, done.stdout, done.stderr)
+        outputs.append((args, done.stdout + done.stderr))
+    printed = [args for args, out in outputs if PASSWORD in out]
+    stored = sorted(instance_leaks(home))
+    assert not printed and not stored, f"the password is printed by {printed} and stored in {stored}"
