@@ -19,7 +19,7 @@ from typing import Any
 import click
 
 from .catalog import validate_catalog_id
-from .settings import ConfigError, Settings
+from .settings import ConfigError, Settings, check_namespace
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -32,6 +32,9 @@ def _quiet_libraries() -> None:
     warnings.filterwarnings("ignore")
     for name in ("dagster", "httpx", "sentence_transformers", "transformers", "qdrant_client"):
         logging.getLogger(name).setLevel(logging.ERROR)
+    # The protocol's own log lines (a clean-up left to the next run, ...) repeat what the command's
+    # one-line result says; they show with --verbose.
+    logging.getLogger("dq_pipeline").setLevel(logging.CRITICAL)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
 
@@ -54,7 +57,7 @@ def _open_store(settings: Settings):  # -> SyncedStore
     from .sync import SyncedStore
 
     try:
-        return SyncedStore.open(
+        store = SyncedStore.open(
             settings.database_url,
             qdrant_url=settings.qdrant_url,
             qdrant_api_key=settings.qdrant_api_key,
@@ -68,6 +71,12 @@ def _open_store(settings: Settings):  # -> SyncedStore
         if isinstance(exc, (ArgumentError, ValueError)):
             raise ConfigurationError(f"invalid store configuration: {exc}") from None
         raise
+    try:
+        check_namespace(store.engine, settings.namespace)
+    except BaseException:
+        store.close()
+        raise
+    return store
 
 
 def _emit(as_json: bool, payload: dict[str, Any], text: Callable[[], None]) -> None:

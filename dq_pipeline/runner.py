@@ -16,7 +16,7 @@ from typing import Any
 from dagster import DagsterInstance, ExecuteInProcessResult
 
 from .catalog import discover
-from .settings import Settings, exported
+from .settings import Settings, check_namespace, exported
 from .sync import open_record
 from .sync.schema import entries, journal
 
@@ -49,6 +49,11 @@ def run_sync(
     instance: DagsterInstance | None = None,
     verbose: bool = False,
 ) -> dict[str, SyncRow]:
+    engine = open_record(settings.database_url)
+    try:
+        check_namespace(engine, settings.namespace)  # a configuration error (exit 2) before any run starts
+    finally:
+        engine.dispose()
     ids = catalog_ids or catalogs_to_sync(settings)
     with exported(settings):
         return _run(settings, ids, force=force, progress=progress, instance=instance, verbose=verbose)

@@ -191,3 +191,23 @@ def exported(settings: Settings) -> Iterator[None]:
                 os.environ.pop(name, None)
             else:
                 os.environ[name] = before
+
+
+def check_namespace(engine: Any, namespace: str) -> None:
+    """Refuse a system of record whose rows name collections of another namespace.
+
+    Verify and repair rewrite points into the collection each row records: after DQ_NAMESPACE was
+    changed in place they would write into the old namespace, which another deployment may use now.
+    A namespace is chosen when a deployment is created; moving one is a rebuild into a new record.
+    """
+    from sqlalchemy import select
+
+    from .sync.schema import entries
+
+    with engine.connect() as conn:
+        foreign = conn.scalar(select(entries.c.collection).where(~entries.c.collection.startswith(f"{namespace}_", autoescape=True)).limit(1))
+    if foreign is not None:
+        raise ConfigurationError(
+            f"DQ_NAMESPACE={namespace!r}, but the system of record holds points of collection {foreign!r} "
+            "(another namespace): set DQ_NAMESPACE back, or rebuild this deployment into a new database"
+        )

@@ -71,11 +71,25 @@ class Deployment:
         if namespace is not None:
             self.env["DQ_NAMESPACE"] = namespace
 
-    def dq(self, *args: str, expect: int = 0) -> str:
+    def _apply(self) -> None:
         for name in ("DQ_NAMESPACE", "DQ_QDRANT_PATH", "DQ_QDRANT_API_KEY", "DAGSTER_HOME"):
             self.monkeypatch.delenv(name, raising=False)
         for name, value in self.env.items():
             self.monkeypatch.setenv(name, value)
+
+    def main(self, *args: str, capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
+        """The real entry point (exit codes, the one-line error): (exit code, stderr)."""
+        from dq_pipeline.cli import main
+
+        self._apply()
+        capsys.readouterr()
+        self.monkeypatch.setattr("sys.argv", ["dq-pipeline", *args])
+        with pytest.raises(SystemExit) as exit_info:
+            main()
+        return int(exit_info.value.code or 0), capsys.readouterr().err
+
+    def dq(self, *args: str, expect: int = 0) -> str:
+        self._apply()
         result = CliRunner().invoke(cli, list(args), catch_exceptions=False)
         assert result.exit_code == expect, (args, result.output)
         return result.stdout
@@ -130,3 +144,20 @@ def test_verify_and_repair_in_one_namespace_never_touch_the_other(tmp_path: Path
     assert prod.json("sync")["catalogs"]["sales"]["deleted"] == 2
     assert qdrant.point_ids(prod_c) == set() and qdrant.point_ids(staging_c) == staging_points
     assert staging.json("verify")["in_sync"] is True
+
+
+def test_a_namespace_changed_in_place_is_refused(
+    tmp_path: Path, qdrant: FakeQdrant, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Rows record their collection: under another namespace, repair would write into the old one's."""
+    prod = Deployment(tmp_path / "prod", qdrant.url, None, monkeypatch)
+    (prod.catalogs / "sales.csv").write_text("table,column,description\norders,id,Order id\n", encoding="utf-8")
+    assert prod.json("sync")["ok"]
+    before = {name: set(qdrant.point_ids(name)) for name in qdrant.collections}
+    prod.env["DQ_NAMESPACE"] = "other"
+    for command in (("status",), ("verify",), ("repair",), ("sync",)):
+        code, err = prod.main(*command, capsys=capsys)
+        assert code == 2 and err.startswith("error: ") and "DQ_NAMESPACE='other'" in err and "dq_" in err, (command, err)
+    assert {name: set(qdrant.point_ids(name)) for name in qdrant.collections} == before
+    del prod.env["DQ_NAMESPACE"]
+    assert prod.json("verify")["in_sync"] is True

@@ -18,7 +18,7 @@ from sqlalchemy import Engine
 
 from ..embedding import Embedder, load_embedder
 from ..embedding.embedder import resolve_model
-from ..settings import SETTINGS, Settings
+from ..settings import SETTINGS, Settings, check_namespace
 from ..sync import SyncedStore, open_record
 from ..sync.database import redact_url
 
@@ -90,6 +90,7 @@ class SyncedStoreResource(ConfigurableResource):
             embedded_engine=s.qdrant_engine,
         )
         try:
+            check_namespace(store.engine, s.namespace)
             yield store
         finally:
             store.close()
