@@ -58,3 +58,35 @@ def test_password_as_url_query_parameter_never_reaches_output_or_the_dagster_ins
     printed = [args for args, out in outputs if PASSWORD in out]
     stored = sorted(instance_leaks(home))
     assert not printed and not stored, f"the password is printed by {printed} and stored in {stored}"
+
+
+# --- verify/repair: an orphan whose payload's catalog_id is not a string ------------------------------
+
+
+@pytest.mark.parametrize("engine", ["local", "edge"])
+@pytest.mark.parametrize("bad", [123, True, {"id": "sales"}], ids=["int", "bool", "object"])
+def test_orphan_with_a_non_string_catalog_id_is_reported_and_removed(tmp_path: Path, engine: str, bad: object) -> None:
+    """`known_catalogs` str()s the payload value ("123"), whose keyword match then finds nothing,
+    and `verify_unattributed` only looks for an empty catalog_id: the orphan is in nobody's scan, so
+    verify says in sync (exit 0) and repair never removes it (I2)."""
+    from qdrant_client import models
+
+    from dq_pipeline.catalog import Entry
+    from dq_pipeline.embedding import HashingEmbedder
+    from dq_pipeline.sync import SyncedStore
+
+    embedder = HashingEmbedder()
+    with SyncedStore.open(f"sqlite:///{tmp_path / 'dq.sqlite3'}", qdrant_path=str(tmp_path / "q"), embedded_engine=engine) as store:
+        store.sync("sales", [Entry(f"orders.c{i}", "column", f"column c{i}", {"i": i}) for i in range(3)], embedder)
+        collection = store.collection_for(embedder)
+        orphan = "00000000-0000-4000-8000-000000000001"
+        store.index.client.upsert(
+            collection, points=[models.PointStruct(id=orphan, vector=[0.1] * 32, payload={"catalog_id": bad, "entry_key": "x"})], wait=True
+        )
+        verified = {cid: store.verify(cid).in_sync for cid in store.known_catalogs()}
+        unattributed = store.verify_unattributed()[0]
+        assert not (all(verified.values()) and unattributed == 0), f"verify says in sync with an orphan in Qdrant: {verified}"
+        for cid in store.known_catalogs():
+            store.repair(cid)
+        store.repair_unattributed()
+        assert not store.index.retrieve(collection, [orphan]), "repair left the orphan"
