@@ -90,3 +90,29 @@ def test_orphan_with_a_non_string_catalog_id_is_reported_and_removed(tmp_path: P
             store.repair(cid)
         store.repair_unattributed()
         assert not store.index.retrieve(collection, [orphan]), "repair left the orphan"
+
+
+# --- model change: no live collection, no atomic switch ------------------------------------------------
+
+
+def test_model_change_keeps_search_on_the_live_model_until_every_catalog_moved_and_switching_back_embeds_nothing(tmp_path: Path) -> None:
+    """DESIGN (brief), "Qdrant collections": a new model builds its collection beside the live one
+    while search keeps serving the live one, becomes live in one atomic switch once every catalog is
+    embedded and verified, and switching back embeds nothing until the old collection is dropped.
+    Today a sync with another model moves that one catalog at once and retires its old points: a
+    search on the live model loses the catalog mid-migration, and switching back re-embeds it."""
+    from dq_pipeline.catalog import Entry
+    from dq_pipeline.embedding import HashingEmbedder
+    from dq_pipeline.sync import SyncedStore
+
+    live, new = HashingEmbedder(32, "test/hashing-32"), HashingEmbedder(48, "test/hashing-48")
+    sales = [Entry("orders.ssn", "column", "social security number of the customer", {"t": "orders"})]
+    crm = [Entry("customers.email", "column", "customer e-mail address", {"t": "customers"})]
+    with SyncedStore.open(f"sqlite:///{tmp_path / 'dq.sqlite3'}", qdrant_path=str(tmp_path / "q")) as store:
+        store.sync("sales", sales, live)
+        store.sync("crm", crm, live)
+        store.sync("sales", sales, new)  # the migration has reached one catalog of two
+        found = {(h.catalog_id, h.entry_key) for h in store.search(live, sales[0].text, limit=5)}
+        assert ("sales", "orders.ssn") in found, "search on the live model lost a catalog mid-migration"
+        back = store.sync("sales", sales, live)
+        assert back.embedded == 0, f"switching back to the live model re-embedded {back.embedded} entr(ies)"
