@@ -116,3 +116,90 @@ def test_model_change_keeps_search_on_the_live_model_until_every_catalog_moved_a
         assert ("sales", "orders.ssn") in found, "search on the live model lost a catalog mid-migration"
         back = store.sync("sales", sales, live)
         assert back.embedded == 0, f"switching back to the live model re-embedded {back.embedded} entr(ies)"
+
+
+# --- lock loss: the retirement of a run that lost its lock after its commit ----------------------------
+
+
+def _lose_lock(engine) -> None:  # type: ignore[no-untyped-def]
+    """End the lock's session behind the run's back (a connection killer; a deleted lock file), on
+    this test's database only (the PostgreSQL server is shared)."""
+    from sqlalchemy import text
+
+    if engine.dialect.name == "postgresql":
+        with engine.connect() as conn:
+            conn.execute(
+                text(
+                    "SELECT pg_terminate_backend(pid) FROM pg_locks WHERE locktype = 'advisory' AND pid <> pg_backend_pid() "
+                    "AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
+                )
+            )
+    else:
+        database = Path(engine.url.database).resolve()
+        for lock_file in (database.parent / f"{database.name}.locks").glob("*.lock"):
+            lock_file.unlink()
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def record_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'dq.sqlite3'}"
+    url = request.getfixturevalue("postgres_url")
+    reset_postgres(url)
+    return url
+
+
+def test_a_run_that_lost_its_lock_after_committing_never_deletes_points_the_new_owner_commits(record_url: str) -> None:
+    """Run A commits V2, then loses its lock; its retirement of V1's points goes on regardless
+    (`journal.finish_own` in protocol._write checks no ownership) and its delete request is slow on
+    the wire. Run B takes the lock, finishes A's journal row, reverts the catalog to V1 (the same
+    content-addressed ids A is retiring) and commits. A's delete then lands: B's committed rows
+    have no points (I1)."""
+    import threading
+    import time
+
+    from qdrant_client import QdrantClient
+
+    from dq_pipeline.embedding import HashingEmbedder
+    from dq_pipeline.sync import Hooks, SyncedStore, open_record
+    from dq_pipeline.sync.qdrant_index import QdrantIndex
+
+    from .fake_qdrant import FakeQdrant
+    from .test_protocol import CATALOG, V1, V2, assert_never_missing
+
+    embedder = HashingEmbedder()
+    with FakeQdrant() as fake:
+
+        def open_store() -> SyncedStore:
+            client = QdrantClient(url=fake.url, timeout=60, check_compatibility=False)
+            return SyncedStore(open_record(record_url), QdrantIndex(client, prefix="dq", batch_size=2), "db", "q", lock_timeout_s=30)
+
+        a, b = open_store(), open_store()
+        try:
+            a.sync(CATALOG, V1, embedder)
+            slow: list = []
+
+            def lose_lock_after_commit(**_: object) -> None:
+                _lose_lock(a.engine)
+                slow.append(fake.fail("POST", r"/points/delete$", "delay", seconds=4.0))  # A's retirement is slow on the wire
+
+            errors: list[BaseException] = []
+
+            def run_a() -> None:
+                try:
+                    a.sync(CATALOG, V2, embedder, hooks=Hooks({"committed": lose_lock_after_commit}))
+                except BaseException as exc:  # noqa: BLE001 - reported below
+                    errors.append(exc)
+
+            thread = threading.Thread(target=run_a)
+            thread.start()
+            deadline = time.monotonic() + 30
+            while not (slow and slow[0].seen) and time.monotonic() < deadline:
+                time.sleep(0.01)
+            assert slow and slow[0].seen, "run A never sent its retirement"
+            b.sync(CATALOG, V1, embedder)  # the new owner: recovers A's row, reverts to V1, commits
+            thread.join(60)
+            assert_never_missing(b)
+        finally:
+            a.close()
+            b.close()
