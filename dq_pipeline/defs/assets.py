@@ -87,7 +87,7 @@ def catalog_entries(context: AssetExecutionContext, catalog_folder: CatalogFolde
     try:
         parsed = read_catalog(catalog_folder.path(), catalog_id)
     except Exception as exc:
-        extra = {"file": exc.path, "problems": len(exc.problems)} if hasattr(exc, "problems") else {}
+        extra = {"file": exc.path, "problems": getattr(exc, "count", len(exc.problems))} if hasattr(exc, "problems") else {}
         raise step_failure(exc, **extra) from None
     kinds: dict[str, int] = {}
     for entry in parsed.entries:

@@ -184,7 +184,10 @@ def _write(
     retired = _retired_points(plan, ids)
     new_points = {versions.collection: list(ids.values())} if versions and ids else {}
 
-    # 2. Journal: every point this run may write or retire is named before Qdrant is touched.
+    if versions and ids:  # Qdrant unreachable: fail here, with nothing journaled and nothing to clean up
+        index.ensure_collection(versions.collection, versions.embedder.dimension)
+
+    # 2. Journal: every point this run may write or retire is named before Qdrant is written.
     run_id = str(uuid.uuid4())
     journal.write_pending(engine, run_id, catalog_id, new_points, retired)
     hooks("journal_written")
@@ -192,7 +195,6 @@ def _write(
         try:
             # 3. Points first, no transaction open.
             if versions and ids:
-                index.ensure_collection(versions.collection, versions.embedder.dimension)
 
                 def on_batch(number: int) -> None:
                     hooks("qdrant_batch", batch=number)

@@ -94,6 +94,9 @@ class QdrantIndex:
         return not (self.client.init_options.get("path") or self.client.init_options.get("location") == ":memory:")
 
     def ensure_collection(self, name: str, dimension: int) -> None:
+        _qdrant_call(f"collection {name}", self._ensure_collection, name, dimension)
+
+    def _ensure_collection(self, name: str, dimension: int) -> None:
         if self.client.collection_exists(name):
             size = self.client.get_collection(name).config.params.vectors.size  # type: ignore[union-attr]
             if size != dimension:
@@ -111,7 +114,8 @@ class QdrantIndex:
                 self.client.create_payload_index(name, field, models.PayloadSchemaType.KEYWORD)
 
     def collections(self) -> list[str]:
-        return sorted(c.name for c in self.client.get_collections().collections if c.name.startswith(f"{self.prefix}_"))
+        listed = _qdrant_call("collection list", self.client.get_collections).collections
+        return sorted(c.name for c in listed if c.name.startswith(f"{self.prefix}_"))
 
     def upsert(self, name: str, points: Iterable[Point], on_batch: Any = None) -> None:
         """Write points in batches, each acknowledged (`wait=True`) before the next is sent.

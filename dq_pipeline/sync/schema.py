@@ -126,13 +126,13 @@ def create_schema(engine: Engine) -> None:
         _add_missing_columns(conn)
 
 
-# Columns added after a table first shipped: (table, column, DDL type). Existing databases get them
-# on first open; all are nullable, so old rows stay valid.
-_ADDED_COLUMNS = (("dq_catalogs", "source_digest", "VARCHAR(80)"),)
+# Columns added after a table first shipped: (table, column, constant DDL). Existing databases get
+# them on first open; all are nullable, so old rows stay valid.
+_ADDED_COLUMNS = (("dq_catalogs", "source_digest", "ALTER TABLE dq_catalogs ADD COLUMN source_digest VARCHAR(80)"),)
 
 
 def _add_missing_columns(conn) -> None:  # type: ignore[no-untyped-def]
     inspector = inspect(conn)
     for table, column, ddl in _ADDED_COLUMNS:
         if column not in {c["name"] for c in inspector.get_columns(table)}:
-            conn.execute(text(f'ALTER TABLE {table} ADD COLUMN {column} {ddl}'))  # constants above, not input
+            conn.execute(text(ddl))
