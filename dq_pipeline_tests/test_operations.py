@@ -38,7 +38,7 @@ from dq_pipeline.defs.assets import TRANSIENT_RETRY, catalog_embeddings, catalog
 from dq_pipeline.defs.partitions import QDRANT_POOL, catalog_partitions
 from dq_pipeline.defs.resources import EmbedderResource
 from dq_pipeline.defs.schedules import DEFAULT_CRON, sync_cron
-from dq_pipeline.defs.sensors import MAX_AUTO_REPAIRS, read_cursor
+from dq_pipeline.defs.sensors import MAX_AUTO_REPAIRS
 from dq_pipeline.settings import Settings
 from dq_pipeline.sync import SyncedStore
 
@@ -113,6 +113,13 @@ def sha(path: Path) -> str:
 # --- 1. the catalog folder sensor -------------------------------------------------------------------
 
 
+def launch(defs, instance: DagsterInstance, request):
+    """What the daemon does with a run request (tags included: the sensor folds its outcome in)."""
+    return defs.resolve_job_def(request.job_name).execute_in_process(
+        run_config=request.run_config or None, partition_key=request.partition_key, tags=request.tags, instance=instance
+    )
+
+
 def test_folder_sensor_follows_files_and_remove_job_clears_both_stores(settings: Settings, instance: DagsterInstance) -> None:
     defs = build_definitions(resources_for(settings))
     folder = settings.catalog_dir
@@ -121,60 +128,61 @@ def test_folder_sensor_follows_files_and_remove_job_clears_both_stores(settings:
     assert sorted(r.partition_key for r in first.run_requests) == sorted(SAMPLES)
     assert partition_requests(first) == [("add", sorted(SAMPLES))]
     apply_partition_requests(instance, first)
+    for request in first.run_requests:
+        assert launch(defs, instance, request).success
 
     again = tick(defs, instance, first.cursor)
     assert not again.run_requests and not again.dynamic_partitions_requests and again.skip_message
+    assert len(again.cursor) < 100  # per-file state lives in the system of record
 
     runbook = folder / "ops" / "runbook.csv"
     runbook.parent.mkdir()
     runbook.write_text(RUNBOOK, encoding="utf-8")
-    added = tick(defs, instance, first.cursor)
+    added = tick(defs, instance, again.cursor)
     assert partition_requests(added) == [("add", ["ops/runbook"])]
     (request,) = added.run_requests
     assert (request.job_name, request.partition_key) == ("sync_catalog", "ops/runbook")
-    assert request.run_key.startswith(f"ops/runbook:{sha(runbook)}")
+    assert request.run_key.startswith("ops/runbook:")
     assert request.tags["dq/catalog"] == "ops/runbook"
-    assert read_cursor(added.cursor)[1]["ops/runbook"] == sha(runbook)
     apply_partition_requests(instance, added)
 
-    assert not tick(defs, instance, added.cursor).run_requests  # repeated tick: no duplicate run
+    repeated = tick(defs, instance, added.cursor)  # not yet run: the same request, which the daemon dedupes by key
+    assert [r.run_key for r in repeated.run_requests] == [request.run_key]
     stat = runbook.stat()
     os.utime(runbook, ns=(stat.st_atime_ns + 5_000_000_000, stat.st_mtime_ns + 5_000_000_000))
-    assert not tick(defs, instance, added.cursor).run_requests  # touched, same bytes: nothing
+    assert [r.run_key for r in tick(defs, instance, added.cursor).run_requests] == [request.run_key]  # touched: same
 
-    # A real sync of the new catalog (hashing model, the code location's own resources).
-    synced = materialize(ASSETS, partition_key="ops/runbook", instance=instance, resources=resources_for(settings))
-    assert synced.success
+    assert launch(defs, instance, request).success
     assert stored(settings, "ops/runbook") == (3, 3, True)
+    assert not tick(defs, instance, added.cursor).run_requests
 
     runbook.write_text(RUNBOOK + "incidents,owner,column,varchar(64),Who handles it.\n", encoding="utf-8")
     changed = tick(defs, instance, added.cursor)
     (request,) = changed.run_requests
     assert request.partition_key == "ops/runbook" and request.run_key != added.run_requests[0].run_key
-    assert request.run_key.startswith(f"ops/runbook:{sha(runbook)}")
     assert not changed.dynamic_partitions_requests  # the partition exists already
+    assert launch(defs, instance, request).success
 
     runbook.unlink()
     removed = tick(defs, instance, changed.cursor)
     (request,) = removed.run_requests
     assert request.job_name == "remove_catalog" and request.partition_key is None
     assert request.run_config == {"ops": {"remove_catalog_data": {"config": {"catalog_id": "ops/runbook"}}}}
-    assert partition_requests(removed) == [("delete", ["ops/runbook"])]
-    apply_partition_requests(instance, removed)
-    assert "ops/runbook" not in instance.get_dynamic_partitions(catalog_partitions.name)
+    assert not removed.dynamic_partitions_requests  # the partition stays until the record no longer holds it
 
-    removal = defs.resolve_job_def("remove_catalog").execute_in_process(
-        run_config=request.run_config, instance=instance, tags=request.tags
-    )
+    removal = launch(defs, instance, request)
     assert removal.success
     (output,) = [e for e in removal.all_events if e.event_type_value == "STEP_OUTPUT"]
     metadata = {k: v.value for k, v in output.step_output_data.metadata.items()}
-    assert (metadata["deleted"], metadata["retired_points"], metadata["pg"], metadata["qdrant"]) == (3, 3, 0, 0)
+    assert (metadata["deleted"], metadata["retired_points"], metadata["pg"], metadata["qdrant"]) == (4, 4, 0, 0)
     assert stored(settings, "ops/runbook") == (0, 0, True)  # gone from both stores
+    forgotten = tick(defs, instance, removed.cursor)
+    assert partition_requests(forgotten) == [("delete", ["ops/runbook"])]
+    apply_partition_requests(instance, forgotten)
 
     # Restored with its first content: a new run, although this content was synced before (unique run keys).
     runbook.write_text(RUNBOOK, encoding="utf-8")
-    restored = tick(defs, instance, removed.cursor)
+    restored = tick(defs, instance, forgotten.cursor)
     (request,) = restored.run_requests
     assert request.partition_key == "ops/runbook"
     assert request.run_key != added.run_requests[0].run_key
@@ -188,8 +196,10 @@ def test_a_dbt_manifest_is_resynced_when_its_catalog_json_changes(settings: Sett
     project = settings.catalog_dir / "dbt"
     shutil.copytree(FIXTURES / "dbt" / "hubspot", project)
     first = tick(defs, instance, None)
-    manifest_run = [r for r in first.run_requests if r.partition_key == "dbt/manifest"]
-    assert len(manifest_run) == 1
+    apply_partition_requests(instance, first)
+    for request in first.run_requests:
+        assert launch(defs, instance, request).success
+    assert not tick(defs, instance, first.cursor).run_requests
 
     catalog = project / "catalog.json"
     catalog.write_text(catalog.read_text(encoding="utf-8").replace('"type": "', '"type": "X', 1), encoding="utf-8")
@@ -202,6 +212,8 @@ def test_folder_sensor_survives_refused_files_and_a_missing_folder(settings: Set
     defs = build_definitions(resources_for(settings))
     first = tick(defs, instance, None)
     apply_partition_requests(instance, first)
+    for request in first.run_requests:
+        assert launch(defs, instance, request).success
     folder = settings.catalog_dir
     (folder / "dup.csv").write_text(RUNBOOK, encoding="utf-8")
     (folder / "dup.json").write_text("[]", encoding="utf-8")  # two files, one catalog id: refused by discovery
@@ -211,14 +223,18 @@ def test_folder_sensor_survives_refused_files_and_a_missing_folder(settings: Set
     (request,) = data.run_requests  # the refused catalog still gets its run; the bad name is logged
     assert request.partition_key == "dup"
     apply_partition_requests(instance, data)
-    run = materialize(ASSETS, partition_key="dup", instance=instance, resources=resources_for(settings), raise_on_error=False)
+    run = defs.resolve_job_def("sync_catalog").execute_in_process(
+        partition_key="dup", tags=request.tags, instance=instance, raise_on_error=False
+    )
     assert not run.success
     (failure,) = [e for e in run.all_events if e.is_step_failure]
     assert failure.step_key == "catalog_entries"
     assert "used by both dup.csv and dup.json" in failure.step_failure_data.user_failure_data.description
+    held = tick(defs, instance, data.cursor)  # refused (terminal): not requested again until the file changes
+    assert not held.run_requests and "failed terminally" in held.skip_message
 
     shutil.move(folder, tmp_path / "moved")  # an unmounted folder is not "every catalog removed"
-    gone = tick(defs, instance, data.cursor)
+    gone = tick(defs, instance, held.cursor)
     assert not gone.run_requests and "does not exist" in gone.skip_message
     assert not gone.dynamic_partitions_requests
 
@@ -482,3 +498,18 @@ def test_deploy_dagster_yaml_stores_runs_in_postgres(postgres_url: str, tmp_path
         with admin.connect() as conn:
             conn.execute(text(f'DROP DATABASE IF EXISTS "{db_name}" WITH (FORCE)'))
         admin.dispose()
+
+
+def test_root_dagster_yaml_allows_one_run_per_catalog(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The embedded default queues a catalog's removal behind its sync, as the production config does."""
+    home = tmp_path / "home"
+    home.mkdir()
+    shutil.copy(REPO / "dagster.yaml", home / "dagster.yaml")
+    monkeypatch.setenv("DAGSTER_HOME", str(home))
+    with DagsterInstance.get() as instance:
+        concurrency = instance.get_concurrency_config()
+        assert concurrency.pool_config.default_pool_limit == 1  # embedded Qdrant: one process
+        limits = concurrency.run_queue_config.tag_concurrency_limits
+    syncing = TagConcurrencyLimitsCounter(limits, [SimpleNamespace(tags={"dq/catalog": "sales/orders", "dagster/partition": "sales/orders"})])
+    assert syncing.is_blocked(SimpleNamespace(tags={"dq/catalog": "sales/orders"}))  # its removal waits
+    assert not syncing.is_blocked(SimpleNamespace(tags={"dq/catalog": "crm/customers"}))

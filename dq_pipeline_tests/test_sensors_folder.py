@@ -349,3 +349,33 @@ def test_only_changed_files_are_hashed_and_the_cursor_stays_small(harness: Harne
     os.utime(ledger, ns=(st.st_atime_ns, st.st_mtime_ns + 5_000_000_000))  # touched, same bytes
     data = harness.tick()
     assert "1 hashed" in data.skip_message and not data.run_requests
+
+
+def test_the_sensors_discovery_from_its_walk_equals_discover(tmp_path: Path) -> None:
+    root = tmp_path / "catalogs"
+    shutil.copytree(Path(__file__).resolve().parent.parent / "catalogs", root)
+    (root / "dup.csv").write_text(RUNBOOK, encoding="utf-8")
+    (root / "dup.json").write_text("[]", encoding="utf-8")
+    (root / "bad...name.csv").write_text(RUNBOOK, encoding="utf-8")
+    (root / "notes.txt").write_text("not a catalog", encoding="utf-8")
+    (root / ".hidden.csv").write_text(RUNBOOK, encoding="utf-8")
+    (root / ".git").mkdir()
+    (root / ".git" / "x.csv").write_text(RUNBOOK, encoding="utf-8")
+    (root / "deep" / "er").mkdir(parents=True)
+    (root / "deep" / "er" / "t.yaml").write_text("tables: []\n", encoding="utf-8")
+    outside = tmp_path / "outside.csv"
+    outside.write_text(RUNBOOK, encoding="utf-8")
+    (root / "link_out.csv").symlink_to(outside)
+    (root / "link_in.csv").symlink_to(root / "sales" / "orders.csv")
+    (root / "broken.csv").symlink_to(root / "missing.csv")
+    (root / "linked_dir").symlink_to(root / "sales", target_is_directory=True)
+
+    from dq_pipeline.catalog import discover
+    from dq_pipeline.defs.folder_scan import discover_scanned, scan_folder
+
+    def view(found):
+        return {cid: (f.display, str(f.path), str(f.error) if f.error else None) for cid, f in found.items()}
+
+    expected = view(discover(root))
+    assert view(discover_scanned(scan_folder(root))) == expected
+    assert expected["dup"][2] and expected["link_out"][2] and expected["broken"][2] and "linked_dir/orders" not in expected

@@ -29,11 +29,16 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    bindparam,
     delete,
     insert,
     select,
     update,
 )
+
+from ..catalog import CatalogFile
+from ..catalog.discovery import _describe, _refused, validate_catalog_id
+from ..catalog.formats import suffixes
 
 ROOT = ""  # the catalog folder itself, as a relative folder
 
@@ -47,6 +52,7 @@ class FolderScan:
     dir_stamps: dict[str, str] = field(default_factory=dict)  # relative folder -> its mtime_ns (entries added/removed)
     listed: set[str] = field(default_factory=set)  # folders read completely
     unreadable: dict[str, str] = field(default_factory=dict)  # folder -> why it could not be read
+    links: set[str] = field(default_factory=set)  # relative paths of the symlinks among the files
 
     def root_readable(self) -> bool:
         return ROOT in self.listed
@@ -70,8 +76,10 @@ class FolderScan:
         text = "; ".join(f"{folder or '.'}: {why}" for folder, why in items[:limit])
         return text + (f"; and {len(items) - limit} more" if len(items) > limit else "")
 
-    def stamp_of(self, path: Path) -> str | None:
+    def stamp_of(self, path: Path, relative: str | None = None) -> str | None:
         """The stamp of a file, from the walk when it was seen there, else from a fresh stat."""
+        if relative is not None and relative in self.stamps:
+            return self.stamps[relative]
         try:
             relative = path.relative_to(self.root).as_posix()
         except ValueError:
@@ -110,6 +118,8 @@ def scan_folder(root: Path) -> FolderScan:
                 continue
             relative = f"{folder}/{entry.name}" if folder else entry.name
             try:
+                if entry.is_symlink():
+                    scan.links.add(relative)
                 if entry.is_dir(follow_symlinks=False):
                     pending.append(relative)
                     continue
@@ -126,6 +136,38 @@ def scan_folder(root: Path) -> FolderScan:
                 scan.stamps[relative] = _stamp(st)
         scan.listed.add(folder)
     return scan
+
+
+def discover_scanned(scan: FolderScan) -> dict[str, CatalogFile]:
+    """`catalog.discover` over this walk's listing, without walking again: the same files, ids and
+    refusals (tested against discover), at a fraction of its cost (strings sorted instead of Paths;
+    only symlinks resolved: a regular file below the resolved root resolves to itself)."""
+    known = suffixes()
+    candidates = sorted(
+        (rel for rel in scan.stamps if os.path.splitext(rel)[1].lower() in known), key=lambda rel: rel.split("/")
+    )
+    found: dict[str, CatalogFile] = {}
+    folders: dict[str, Path] = {"": scan.root}
+    for relative in candidates:
+        folder, _, name = relative.rpartition("/")
+        parent = folders.get(folder)
+        if parent is None:
+            parent = folders[folder] = scan.root / folder
+        path = parent / name
+        if relative in scan.links:
+            file = _describe(scan.root, path)
+        else:
+            catalog_id = os.path.splitext(relative)[0]  # = catalog_id_for(relative)
+            file = CatalogFile(catalog_id, path, scan.root, relative)
+            try:
+                validate_catalog_id(catalog_id)
+            except ValueError as exc:
+                file = _refused(file, "file name", str(exc))
+        if file.catalog_id in found:
+            other = found[file.catalog_id]
+            file = _refused(file, "file name", f"catalog id {file.catalog_id!r} is used by both {other.display} and {file.display}")
+        found[file.catalog_id] = file
+    return found
 
 
 # --- per-file state in the system of record ------------------------------------------------------
@@ -161,6 +203,12 @@ sensor_meta = Table(
 )
 
 
+_COLUMNS = (
+    "catalog_id", "stamp", "digest", "format", "companions", "fingerprint", "generation", "done", "held", "held_reason",
+    "attempts", "next_at",
+)
+
+
 @dataclass
 class FileState:
     catalog_id: str
@@ -176,21 +224,12 @@ class FileState:
     attempts: int = 0
     next_at: float | None = None
 
-    def row(self) -> dict:
-        return {
-            "catalog_id": self.catalog_id,
-            "stamp": self.stamp,
-            "digest": self.digest,
-            "format": self.format,
-            "companions": json.dumps(self.companions) if self.companions else None,
-            "fingerprint": self.fingerprint,
-            "generation": self.generation,
-            "done": self.done,
-            "held": self.held,
-            "held_reason": self.held_reason,
-            "attempts": self.attempts,
-            "next_at": self.next_at,
-        }
+    def values(self) -> tuple:
+        """The row, in the order of `_COLUMNS`."""
+        return (
+            self.catalog_id, self.stamp, self.digest, self.format, json.dumps(self.companions) if self.companions else None,
+            self.fingerprint, self.generation, self.done, self.held, self.held_reason, self.attempts, self.next_at,
+        )
 
 
 class SensorState:
@@ -200,25 +239,14 @@ class SensorState:
         self.engine = engine
         _metadata.create_all(engine, checkfirst=True)
         self.rows: dict[str, FileState] = {}
-        self._loaded: dict[str, dict] = {}
+        self._loaded: dict[str, tuple] = {}
         with engine.connect() as conn:
-            for r in conn.execute(select(sensor_files)):
-                state = FileState(
-                    catalog_id=r.catalog_id,
-                    stamp=r.stamp,
-                    digest=r.digest,
-                    format=r.format,
-                    companions=json.loads(r.companions) if r.companions else [],
-                    fingerprint=r.fingerprint,
-                    generation=r.generation,
-                    done=r.done,
-                    held=r.held,
-                    held_reason=r.held_reason,
-                    attempts=r.attempts,
-                    next_at=r.next_at,
+            for r in conn.execute(select(*(sensor_files.c[name] for name in _COLUMNS))).all():
+                values = tuple(r)
+                self._loaded[values[0]] = values
+                self.rows[values[0]] = FileState(
+                    values[0], values[1], values[2], values[3], json.loads(values[4]) if values[4] else [], *values[5:]
                 )
-                self.rows[r.catalog_id] = state
-                self._loaded[r.catalog_id] = state.row()
             self.meta = {r.key: r.value for r in conn.execute(select(sensor_meta))}
         self._meta_loaded = dict(self.meta)
 
@@ -229,32 +257,32 @@ class SensorState:
     def save(self) -> int:
         """Write the changed rows in one transaction; the number of rows written."""
         inserts, updates, deletes = [], [], [k for k in self._loaded if k not in self.rows]
+        loaded: dict[str, tuple] = {}
         for catalog_id, state in self.rows.items():
-            row = state.row()
+            values = state.values()
+            loaded[catalog_id] = values
             before = self._loaded.get(catalog_id)
             if before is None:
-                inserts.append(row)
-            elif before != row:
-                updates.append(row)
+                inserts.append(dict(zip(_COLUMNS, values, strict=True)))
+            elif before != values:
+                updates.append(dict(zip(_COLUMNS, values, strict=True)))
         with self.engine.begin() as conn:
             for start in range(0, len(deletes), 500):
                 conn.execute(delete(sensor_files).where(sensor_files.c.catalog_id.in_(deletes[start : start + 500])))
             for start in range(0, len(inserts), 5000):
                 conn.execute(insert(sensor_files), inserts[start : start + 5000])
             if updates:
-                from sqlalchemy import bindparam
-
                 statement = (
                     update(sensor_files)
                     .where(sensor_files.c.catalog_id == bindparam("b_id"))
-                    .values({name: bindparam(name) for name in updates[0] if name != "catalog_id"})
+                    .values({name: bindparam(name) for name in _COLUMNS[1:]})
                 )
-                conn.execute(statement, [{"b_id": r["catalog_id"], **{k: v for k, v in r.items() if k != "catalog_id"}} for r in updates])
+                conn.execute(statement, [{"b_id": r.pop("catalog_id"), **r} for r in updates])
             for key, value in self.meta.items():
                 if self._meta_loaded.get(key) != value:
                     conn.execute(delete(sensor_meta).where(sensor_meta.c.key == key))
                     conn.execute(insert(sensor_meta).values(key=key, value=value))
-        self._loaded = {k: s.row() for k, s in self.rows.items()}
+        self._loaded = loaded
         self._meta_loaded = dict(self.meta)
         return len(inserts) + len(updates) + len(deletes)
 

@@ -39,10 +39,10 @@ from dagster import (
     sensor,
 )
 
-from ..catalog import ABSENT, CatalogError, CatalogFile, discover, source_digest, source_files
+from ..catalog import ABSENT, CatalogError, CatalogFile, source_digest, source_files
 from ..catalog.formats import OVERRIDES_FILE, choose, registry
 from ..sync import committed_source_digests
-from .folder_scan import FileState, FolderScan, SensorState, scan_folder
+from .folder_scan import FileState, FolderScan, SensorState, discover_scanned, scan_folder
 from .jobs import (
     CATALOG_TAG,
     REINDEX_JOB,
@@ -298,7 +298,7 @@ def _full_stamp(
         return None
     parts = [own]
     for relative in companions:
-        parts.append(scan.stamp_of(scan.root / relative) or "missing")
+        parts.append(scan.stamp_of(scan.root / relative, relative) or "missing")
     if fmt in companion_formats:
         folder = _relative(scan.root, file.path.parent)
         parts.append("dir:" + scan.dir_stamps.get("" if folder == "." else folder, "?"))
@@ -307,7 +307,7 @@ def _full_stamp(
 
 def _hash(file: CatalogFile, scan: FolderScan, companion_formats: set[str]) -> FileState:
     """Digest, format and companions of one file; raises OSError when it cannot be read now."""
-    own = scan.stamp_of(file.path)  # taken before reading: a write after it shows next tick
+    own = scan.stamp_of(file.path, file.display)  # taken before reading: a write after it shows next tick
     if file.error is not None:
         fmt = "refused"
     else:
@@ -338,11 +338,11 @@ def _affected_by_overrides(state: SensorState, root: Path, files: dict[str, Cata
     return {cid for cid, file in files.items() if any(fnmatch.fnmatch(_relative(file.root, file.path), p) for p in patterns)}
 
 
-def _merge(prev: FileState | None, now: FileState) -> FileState:
+def _merge(prev: FileState | None, now: FileState, first_generation: int) -> FileState:
     """This tick's state row: the new description, with the outcome bookkeeping kept while the
     catalog is the same version (fingerprint), and fresh bookkeeping (next generation) once not."""
-    if prev is None:
-        return FileState(now.catalog_id, now.stamp, now.digest, now.format, now.companions, now.fingerprint)
+    if prev is None:  # a catalog first seen (or seen again after it was forgotten): a generation of its own
+        return FileState(now.catalog_id, now.stamp, now.digest, now.format, now.companions, now.fingerprint, first_generation)
     if prev.fingerprint == now.fingerprint:
         prev.stamp, prev.digest, prev.format, prev.companions = now.stamp, now.digest, now.format, now.companions
         return prev
@@ -351,7 +351,7 @@ def _merge(prev: FileState | None, now: FileState) -> FileState:
     )
 
 
-def _needs_sync(row: FileState, committed: dict[str, str | None]) -> bool:
+def _needs_sync(row: FileState, committed: dict[str, str | None], first_sight: bool) -> bool:
     """Whether the committed state of a catalog is behind its file."""
     recorded = committed.get(row.catalog_id)
     if recorded is not None and recorded != row.digest:
@@ -360,7 +360,7 @@ def _needs_sync(row: FileState, committed: dict[str, str | None]) -> bool:
         return True
     if row.done == row.fingerprint:
         return False
-    if recorded is not None and row.done is None and row.generation == 0:
+    if recorded is not None and row.done is None and first_sight:
         row.done = row.fingerprint  # first sight of a catalog the record already holds at this version
         return False
     return True
@@ -376,10 +376,10 @@ def evaluate_folder(context, folder: Path, engine) -> SensorResult | SkipReason:
     now = clock()
     try:
         scan = scan_folder(folder)
-        files = discover(folder)
     except FileNotFoundError:
         # A missing (e.g. unmounted) folder is not "every catalog removed": do nothing.
         return SkipReason(f"catalog folder {folder} does not exist; removing nothing")
+    files = discover_scanned(scan)  # discovery's files and refusals, from this one walk
     seq, runs_seen = read_cursor(context.cursor)
     state = SensorState(engine)
     committed = committed_source_digests(engine)
@@ -395,7 +395,7 @@ def evaluate_folder(context, folder: Path, engine) -> SensorResult | SkipReason:
     for catalog_id, file in files.items():
         prev = state.rows.get(catalog_id)
         if prev is not None and prev.stamp is not None and not (forced is None or catalog_id in forced):
-            stamp = _full_stamp(file, scan.stamp_of(file.path), prev.format, prev.companions, scan, companion_formats)
+            stamp = _full_stamp(file, scan.stamp_of(file.path, file.display), prev.format, prev.companions, scan, companion_formats)
             if stamp == prev.stamp:
                 current[catalog_id] = FileState(catalog_id, prev.stamp, prev.digest, prev.format, prev.companions, "")
                 continue
@@ -407,7 +407,7 @@ def evaluate_folder(context, folder: Path, engine) -> SensorResult | SkipReason:
             report.unreadable_files.append(f"{file.display} ({type(exc).__name__})")
 
     # 2. Fingerprints: digest, format, and the catalogs that read this file as a companion.
-    by_path = {_relative(f.root, f.path): cid for cid, f in files.items()}
+    by_path = {f.display: cid for cid, f in files.items()}  # display: the path relative to the folder
     parents: dict[str, set[str]] = {}
     for catalog_id, described in current.items():
         for relative in described.companions:
@@ -421,14 +421,15 @@ def evaluate_folder(context, folder: Path, engine) -> SensorResult | SkipReason:
     to_add: list[str] = []
     wanted: list[str] = []
     for catalog_id, described in sorted(current.items()):
-        row = _merge(state.rows.get(catalog_id), described)
+        prev = state.rows.get(catalog_id)
+        row = _merge(prev, described, int(now))
         state.rows[catalog_id] = row
         if not _valid_partition_key(catalog_id):
             report.invalid_keys.append(files[catalog_id].display)
             continue
         if catalog_id not in partitions:
             to_add.append(catalog_id)
-        if _needs_sync(row, committed):
+        if _needs_sync(row, committed, first_sight=prev is None):
             wanted.append(catalog_id)
 
     # 4. Recorded catalogs with no file: removal needs positive evidence, and not too many at once.
@@ -459,7 +460,7 @@ def evaluate_folder(context, folder: Path, engine) -> SensorResult | SkipReason:
         context.log.error(report.removal_blocked)
         evident = []
     for catalog_id in evident:
-        row = _merge(state.rows.get(catalog_id), FileState(catalog_id, None, ABSENT, None, [], ABSENT_FINGERPRINT))
+        row = _merge(state.rows.get(catalog_id), FileState(catalog_id, None, ABSENT, None, [], ABSENT_FINGERPRINT), int(now))
         state.rows[catalog_id] = row
         if row.done == row.fingerprint:  # a removal succeeded, yet the record holds the catalog again
             row.generation, row.done = row.generation + 1, None
