@@ -119,11 +119,11 @@ def _advisory_lock(engine: Engine, key: int, catalog_id: str, timeout_s: float) 
         # other connections: a server that ends idle sessions (idle_session_timeout, PostgreSQL 14+)
         # must not end this one, or the lock silently goes with it.
         conn.execute(text("SELECT set_config('idle_session_timeout', '0', false) WHERE current_setting('server_version_num')::int >= 140000"))
+        pid = conn.scalar(text("SELECT pg_backend_pid()"))
         try:
             conn.execute(text("SELECT pg_advisory_lock(:k)"), {"k": key})
         except OperationalError as exc:
-            raise LockTimeout(f"catalog {catalog_id} is being synced by another run (waited {timeout_s:.0f}s)") from exc
-        pid = conn.scalar(text("SELECT pg_backend_pid()"))
+            raise LockTimeout(f"catalog {catalog_id} is being synced by another run (waited {timeout_s:.1f}s)") from exc
 
         def held(other: Connection) -> bool:
             # Asked from the commit's own connection: is the lock session alive and still holding it?
@@ -147,12 +147,13 @@ def _advisory_lock(engine: Engine, key: int, catalog_id: str, timeout_s: float) 
                 conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": key})
                 released = True
             except SQLAlchemyError as exc:
-                # The session ended during the run and the server released the lock with it. The
-                # fence kept any commit after that from landing; a failed run's own error matters more.
+                # The session ended during the run and the server released the lock with it. What
+                # the run committed before stands (the fence admits no commit after the loss); a
+                # failed run's own error matters more.
                 if not failed:
                     raise LockLost(
                         f"the lock of catalog {catalog_id} was lost during the run (its database session ended); "
-                        "the fence refused any commit after that; check with `dq-pipeline verify`"
+                        "what the run committed before that stands; check with `dq-pipeline verify`"
                     ) from exc
     finally:
         if not released:
@@ -172,7 +173,7 @@ def _file_lock(engine: Engine, catalog_id: str, timeout_s: float) -> Iterator[Ca
     try:
         lock.acquire()
     except Timeout:
-        raise LockTimeout(f"catalog {catalog_id} is being synced by another run (waited {timeout_s:.0f}s)") from None
+        raise LockTimeout(f"catalog {catalog_id} is being synced by another run (waited {timeout_s:.1f}s)") from None
     fd = lock._context.lock_file_fd  # the descriptor the OS lock is on
 
     def held(_conn: Connection) -> bool:

@@ -43,7 +43,7 @@ from sqlalchemy import Connection, and_, bindparam, delete, insert, select, upda
 
 from ..catalog import Entry
 from ..embedding import Embedder
-from ..errors import DqError, LockLost, StaleSource, is_transient, one_line
+from ..errors import DqError, LockLost, LockTimeout, StaleSource, is_transient, one_line
 from . import journal, review, vector_cache
 from .guard import delete_points
 from .hooks import Hooks
@@ -258,16 +258,30 @@ def _compensate(store, lock: CatalogLock, run_id: str, catalog_id: str, new_poin
             return COMMITTED
         with engine.connect() as conn:
             owned = phase is not None and lock.still_held(conn)
-        if not owned:
-            # Another run owns the catalog and may be writing these very ids: clean up nothing,
-            # only make sure they stay recorded for whoever runs next.
-            journal.keep_recorded(engine, run_id, catalog_id, new_points)
-            log.error("%s: lost the catalog lock; this run's points stay in the journal for the next run", catalog_id)
-            return None
-        return journal.finish_own(engine, store.index, run_id)
+        if owned:
+            return journal.finish_own(engine, store.index, run_id)
+        return _compensate_after_losing_the_lock(store, run_id, catalog_id, new_points)
     except Exception as exc:
         log.error("%s: could not clean up after the failed run (%s); its journal row stays for the next run", catalog_id, one_line(exc))
         return None
+
+
+def _compensate_after_losing_the_lock(store, run_id: str, catalog_id: str, new_points: Mapping[str, list[str]]) -> str | None:
+    """The lock went (its session ended). If nobody holds it now, take it again and clean up under
+    it, as the next run would; if another run holds it, that run may be writing these very ids:
+    clean up nothing, only make sure they stay recorded for whoever runs next."""
+    engine = store.engine
+    journal.keep_recorded(engine, run_id, catalog_id, new_points)
+    try:
+        with catalog_lock(engine, catalog_id, RELOCK_WAIT_S) as again:
+            journal.recover(engine, store.index, again, catalog_id)
+            return journal.phase_of(engine, run_id)  # None: finished
+    except LockTimeout:
+        log.error("%s: lost the catalog lock to another run; this run's points stay in the journal for it", catalog_id)
+        return None
+
+
+RELOCK_WAIT_S = 0.5  # a run that lost its lock tries this long to take it back for its clean-up
 
 
 def _record_source(engine, lock: CatalogLock, catalog_id: str, source: Source | None) -> None:

@@ -119,7 +119,8 @@ _SCHEMA_LOCK_KEY = 0x64715F736368656D  # "dq_schem": serialises concurrent first
 
 def create_schema(engine: Engine) -> None:
     """Create the tables if missing; safe when several processes start at once."""
-    with engine.begin() as conn:
+    # dq_write: BEGIN IMMEDIATE on SQLite, so two first runs cannot both find a table missing.
+    with engine.execution_options(dq_write=True).begin() as conn:
         if conn.dialect.name == "postgresql":
             conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _SCHEMA_LOCK_KEY})
         metadata.create_all(conn, checkfirst=True)
