@@ -81,6 +81,10 @@ def test_a_real_postgresql_restart_mid_run_leaves_one_version_and_the_next_sync_
                 else:
                     server.stop()  # blocks until it is down; started again after the run failed
 
+        if point == "qdrant_batch" and mode == "restart":
+            # The restart ended the lock's session: the run notices before its next batch (and the
+            # fence would refuse its commit anyway), then takes the free lock back to clean up.
+            raised = LockLost
         with pytest.raises(raised):
             store.sync(CATALOG, V2, embedder, hooks=Hooks({point: pg_ctl}))
         assert done == [mode], "the hook never ran: the restart did not happen mid-run"
