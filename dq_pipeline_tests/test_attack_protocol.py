@@ -203,3 +203,61 @@ def test_a_run_that_lost_its_lock_after_committing_never_deletes_points_the_new_
         finally:
             a.close()
             b.close()
+
+
+# --- kill -9 of `dq-pipeline sync` under the shipped instance config: the pool slot is never freed -------
+
+
+@pytest.mark.dagster
+def test_a_sync_killed_in_its_write_step_does_not_block_every_later_sync(tmp_path: Path) -> None:
+    """With DAGSTER_HOME holding the repo's dagster.yaml (pool `dq_qdrant`, limit 1), a `dq-pipeline
+    sync` killed (-9) while catalog_index holds the pool slot leaves the run STARTED and the slot
+    claimed in the instance for ever: the next `dq-pipeline sync` waits for the slot without end (it
+    ignores SIGTERM too), so the next run can never finish the killed run's journal (I2)."""
+    import shutil
+    import signal
+    import sqlite3
+    import time
+
+    from .conftest import REPO
+
+    catalogs = tmp_path / "catalogs"
+    catalogs.mkdir()
+    rows = "".join(f"t{i // 100},c{i},column {i} of the table\n" for i in range(8000))
+    (catalogs / "big.csv").write_text("table,column,description\n" + rows, encoding="utf-8")
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    shutil.copy(REPO / "dagster.yaml", home / "dagster.yaml")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DQ_") and k != "DAGSTER_HOME"}
+    env.update(DQ_DATA_DIR=str(tmp_path / "data"), DQ_CATALOG_DIR=str(catalogs), DQ_EMBEDDING_MODEL="hashing:32", DAGSTER_HOME=str(home))
+
+    first = subprocess.Popen([DQ_EXE, "sync", "--json"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    index_db = home / "history" / "runs" / "index.db"
+    deadline = time.monotonic() + 120
+    claimed = False
+    while first.poll() is None and time.monotonic() < deadline and not claimed:
+        time.sleep(0.2)
+        try:
+            with sqlite3.connect(f"file:{index_db}?mode=ro", uri=True) as conn:
+                claimed = bool(conn.execute("SELECT count(*) FROM concurrency_slots WHERE run_id IS NOT NULL").fetchone()[0])
+        except sqlite3.Error:
+            pass
+    assert claimed and first.poll() is None, "the first sync never reached its write step"
+    time.sleep(1.0)  # inside catalog_index
+    first.send_signal(signal.SIGKILL)
+    first.wait()
+
+    second = subprocess.Popen([DQ_EXE, "sync", "--json"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        out, err = second.communicate(timeout=120)
+    except subprocess.TimeoutExpired:
+        second.send_signal(signal.SIGTERM)
+        try:
+            second.communicate(timeout=20)
+            note = "it stopped on SIGTERM"
+        except subprocess.TimeoutExpired:
+            second.kill()
+            second.communicate()
+            note = "it ignored SIGTERM too"
+        pytest.fail(f"the sync after a killed sync waited 120 s for the pool slot of the dead run; {note}")
+    assert second.returncode == 0, (out, err)
