@@ -261,3 +261,44 @@ def test_a_sync_killed_in_its_write_step_does_not_block_every_later_sync(tmp_pat
             note = "it ignored SIGTERM too"
         pytest.fail(f"the sync after a killed sync waited 120 s for the pool slot of the dead run; {note}")
     assert second.returncode == 0, (out, err)
+
+
+# --- namespace change: the rows stay in the old namespace's collection ----------------------------------
+
+
+def test_a_namespace_change_moves_the_deployment_out_of_the_old_namespace(tmp_path: Path) -> None:
+    """A deployment started on the default namespace `dq`, then set DQ_NAMESPACE=prod to share its
+    Qdrant with another deployment on `dq`. `plan_changes` compares content and model only, so the
+    next sync finds every entry unchanged and the rows keep pointing into `dq_...`: search (which
+    queries `prod_...`) finds nothing, verify says in sync, and the other deployment's repair deletes
+    those points as its orphans (I1)."""
+    from qdrant_client import QdrantClient
+
+    from dq_pipeline.catalog import Entry
+    from dq_pipeline.embedding import HashingEmbedder
+    from dq_pipeline.sync import SyncedStore, open_record
+    from dq_pipeline.sync.qdrant_index import QdrantIndex
+
+    from .test_protocol import assert_never_missing
+
+    embedder = HashingEmbedder()
+    sales = [Entry(f"orders.c{i}", "column", f"column c{i} of the orders table", {"i": i}) for i in range(4)]
+    client = QdrantClient(path=str(tmp_path / "q"))  # one Qdrant shared by both deployments
+    ours_url, theirs_url = f"sqlite:///{tmp_path / 'ours.sqlite3'}", f"sqlite:///{tmp_path / 'theirs.sqlite3'}"
+    before = SyncedStore(open_record(ours_url), QdrantIndex(client, prefix="dq"), "ours", "q")
+    before.sync("sales", sales, embedder)
+    before.engine.dispose()
+
+    ours = SyncedStore(open_record(ours_url), QdrantIndex(client, prefix="prod"), "ours", "q")  # DQ_NAMESPACE=prod
+    theirs = SyncedStore(open_record(theirs_url), QdrantIndex(client, prefix="dq"), "theirs", "q")
+    try:
+        ours.sync("sales", sales, embedder)
+        assert ours.verify("sales").in_sync
+        hits = ours.search(embedder, sales[0].text, limit=3)
+        assert hits, "after the namespace change, search finds nothing while verify says in sync"
+        theirs.repair("sales")  # the other deployment's repair, in its own namespace `dq`
+        assert_never_missing(ours, "sales")
+    finally:
+        ours.engine.dispose()
+        theirs.engine.dispose()
+        client.close()
