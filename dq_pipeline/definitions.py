@@ -19,6 +19,7 @@ from .defs.jobs import (
 from .defs.resources import CatalogFolder, EmbedderResource, SyncedStoreResource
 from .defs.schedules import build_sync_schedule
 from .defs.sensors import auto_repair_sensor, catalog_folder_sensor
+from .defs.source_check import index_matches_source
 from .settings import SETTINGS, Settings, resource_values
 
 
@@ -54,7 +55,7 @@ def build_definitions(resources: dict[str, Any] | None = None) -> Definitions:
     """The code location; the sync schedule's cron comes from DQ_SYNC_CRON, read here (load time)."""
     return Definitions(
         assets=[catalog_entries, catalog_embeddings, catalog_index],
-        asset_checks=[all_catalogs_in_sync],
+        asset_checks=[all_catalogs_in_sync, index_matches_source],
         jobs=[sync_catalog_job, reindex_catalog_job, repair_catalog_job, remove_catalog_job, verify_all_catalogs_job],
         schedules=[build_sync_schedule()],
         sensors=[catalog_folder_sensor, auto_repair_sensor],

@@ -2,6 +2,7 @@ from dagster import AssetSelection, define_asset_job, job
 
 from .checks import all_catalogs_in_sync
 from .ops import remove_catalog_data, repair_catalogs
+from .source_check import index_matches_source
 
 SYNC_JOB = "sync_catalog"
 REINDEX_JOB = "reindex_catalog"
@@ -18,7 +19,7 @@ TRIGGER_TAG = "dq/trigger"
 # The per-catalog runs carry their own blocking check (ids_match); the global check over every
 # catalog runs in its own job, not once per catalog run.
 _INDEX_ASSETS = AssetSelection.assets("catalog_entries", "catalog_embeddings", "catalog_index") - AssetSelection.checks(
-    all_catalogs_in_sync
+    all_catalogs_in_sync, index_matches_source
 )
 _FORCE = {"config": {"force": True}}
 
@@ -62,6 +63,7 @@ def remove_catalog_job():
 
 verify_all_catalogs_job = define_asset_job(
     VERIFY_JOB,
-    selection=AssetSelection.checks(all_catalogs_in_sync),
-    description="Prove that PostgreSQL and Qdrant hold the same point ids for every catalog (global check).",
+    selection=AssetSelection.checks(all_catalogs_in_sync, index_matches_source),
+    description="Prove that PostgreSQL and Qdrant hold the same point ids for every catalog, and that the index "
+    "is not behind the catalog folder (global checks).",
 )
