@@ -121,11 +121,13 @@ def translate(exc: BaseException, where: str) -> DqError:
 # Secrets a message may carry: URL passwords always, and the values of these variables when set.
 SECRET_ENV = ("DQ_QDRANT_API_KEY", "DQ_DATABASE_URL", "DQ_QDRANT_URL", "DAGSTER_PG_PASSWORD")
 _URL_PASSWORD = re.compile(r"(://[^:/@\s]+:)[^@\s]+@")
+_QUERY_SECRET = re.compile(r"([?&](?:password|sslpassword|passfile|api[-_]?key|token)=)[^&\s]+", re.IGNORECASE)
 
 
 def redact(message: str, secrets: Iterable[str] = ()) -> str:
     """Mask URL passwords and any known secret value in a message."""
     message = _URL_PASSWORD.sub(r"\1***@", message)
+    message = _QUERY_SECRET.sub(r"\1***", message)
     values = [os.environ.get(name) for name in SECRET_ENV] + list(secrets)
     for value in values:
         if value and len(value) >= 4:

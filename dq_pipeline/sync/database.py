@@ -21,9 +21,15 @@ def normalise_url(url: str) -> str:
 
 
 def redact_url(url: str) -> str:
-    """The URL with its password masked, for logs, metadata, errors and status output."""
+    """The URL with its password masked, for logs, metadata, errors and status output.
+
+    Drivers also take secrets from the query string (`?password=`, `sslpassword`, `passfile`, ...):
+    every query value is masked, since which of them a driver reads as a secret is its business."""
     try:
-        return make_url(url).render_as_string(hide_password=True)
+        parsed = make_url(url)
+        if parsed.query:
+            parsed = parsed.set(query={name: "redacted" for name in parsed.query})
+        return parsed.render_as_string(hide_password=True)
     except Exception:
         return "<unparseable database URL>"
 

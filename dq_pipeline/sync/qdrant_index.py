@@ -158,14 +158,18 @@ class QdrantIndex:
         and small catalogs: verify and repair page through `pages_of_catalog` instead."""
         return {pid: payload for page in self.pages_of_catalog(name, catalog_id) for pid, payload in page}
 
-    def pages_of_catalog(self, name: str, catalog_id: str | None, page: int = 1000) -> Iterator[list[tuple[str, dict[str, Any]]]]:
-        """The points of one catalog (None: points with no catalog_id at all), a page at a time."""
+    def pages_of_catalog(self, name: str, catalog_id: str, page: int = 1000) -> Iterator[list[tuple[str, dict[str, Any]]]]:
+        """The points whose payload names this catalog, a page at a time."""
+        flt = models.Filter(must=[models.FieldCondition(key="catalog_id", match=models.MatchValue(value=catalog_id))])
+        yield from self._pages(name, flt, page)
+
+    def pages_of_collection(self, name: str, page: int = 1000) -> Iterator[list[tuple[str, dict[str, Any]]]]:
+        """Every point of a collection, a page at a time (payloads, no vectors)."""
+        yield from self._pages(name, None, page)
+
+    def _pages(self, name: str, flt: models.Filter | None, page: int) -> Iterator[list[tuple[str, dict[str, Any]]]]:
         if not self.client.collection_exists(name):
             return
-        if catalog_id is None:
-            flt = models.Filter(must=[models.IsEmptyCondition(is_empty=models.PayloadField(key="catalog_id"))])
-        else:
-            flt = models.Filter(must=[models.FieldCondition(key="catalog_id", match=models.MatchValue(value=catalog_id))])
         offset = None
         while True:
             records, offset = _qdrant_call(
@@ -193,6 +197,7 @@ class QdrantIndex:
             records, offset = _qdrant_call(
                 f"scroll of {name}", self.client.scroll, name, limit=1000, offset=offset, with_payload=["catalog_id"], with_vectors=False
             )
-            seen.update(str(r.payload["catalog_id"]) for r in records if (r.payload or {}).get("catalog_id") is not None)
+            # Only string ids name a catalog; other values are reported as unattributed (reconcile).
+            seen.update(r.payload["catalog_id"] for r in records if isinstance((r.payload or {}).get("catalog_id"), str) and r.payload["catalog_id"])
             if offset is None:
                 return seen

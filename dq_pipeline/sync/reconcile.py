@@ -215,26 +215,34 @@ def _by_collection(pairs: list[tuple[str, str]]) -> dict[str, list[str]]:
     return grouped
 
 
-def verify_unattributed(store) -> tuple[int, list[str]]:
-    """Points in this namespace's collections whose payload names no catalog, and a sample of them."""
-    count, sample = 0, []
+def _unattributed_pages(store) -> Iterator[tuple[str, list[str]]]:
+    """(collection, ids) of points whose payload names no catalog (no catalog_id, or one that is not
+    a non-empty string, which no catalog's keyword filter can match) and that no row uses."""
     for collection in store.index.collections():
-        for page in store.index.pages_of_catalog(collection, None, PAGE):
-            owners = _owners(store, collection, [pid for pid, _ in page])
-            for pid, _ in page:
-                if pid not in owners:
-                    count += 1
-                    if len(sample) < SAMPLE:
-                        sample.append(f"{collection}/{pid}")
+        for page in store.index.pages_of_collection(collection, PAGE):
+            strays = [pid for pid, payload in page if not _names_a_catalog(payload)]
+            if strays:
+                owners = _owners(store, collection, strays)
+                yield collection, [pid for pid in strays if pid not in owners]
+
+
+def _names_a_catalog(payload: dict[str, Any]) -> bool:
+    value = payload.get("catalog_id")
+    return isinstance(value, str) and value != ""
+
+
+def verify_unattributed(store) -> tuple[int, list[str]]:
+    """Points of this namespace that name no catalog, and a sample of them."""
+    count, sample = 0, []
+    for collection, ids in _unattributed_pages(store):
+        count += len(ids)
+        sample.extend(f"{collection}/{pid}" for pid in ids[: SAMPLE - len(sample)])
     return count, sample
 
 
 def repair_unattributed(store) -> int:
     """Delete points that name no catalog and that no row uses (through the guard); returns how many."""
     deleted = 0
-    for collection in store.index.collections():
-        for page in store.index.pages_of_catalog(collection, None, PAGE):
-            owners = _owners(store, collection, [pid for pid, _ in page])
-            doomed = [pid for pid, _ in page if pid not in owners]
-            deleted += delete_points(store.engine, store.index, collection, doomed, catalog_id=None)
+    for collection, ids in _unattributed_pages(store):
+        deleted += delete_points(store.engine, store.index, collection, ids, catalog_id=None)
     return deleted
