@@ -302,3 +302,50 @@ def test_a_namespace_change_moves_the_deployment_out_of_the_old_namespace(tmp_pa
         ours.engine.dispose()
         theirs.engine.dispose()
         client.close()
+
+
+# --- an unreadable folder is read as a removed file ------------------------------------------------------
+
+
+@pytest.mark.dagster
+def test_sync_never_deletes_a_catalog_whose_folder_cannot_be_read(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`discover` walks with Path.rglob, which skips a folder it may not list (PermissionError, an
+    NFS/SMB hiccup) without a word; `read_catalog` then reads the catalog as removed (ABSENT, no
+    entries) and `dq-pipeline sync` deletes every row and point of it (I5). The folder sensor only
+    removes on positive evidence; the sync path must too (refuse the catalog, keep its state)."""
+    import json
+    from unittest import mock
+
+    from click.testing import CliRunner
+
+    from dq_pipeline.cli import cli
+    from dq_pipeline.sync import SyncedStore
+
+    from .cli_helpers import run_json
+
+    catalogs = tmp_path / "catalogs"
+    (catalogs / "finance").mkdir(parents=True)
+    (catalogs / "finance" / "ledger.csv").write_text("table,column,description\nledger,amount,Amount booked\nledger,account,Account\n")
+    for name in ("DQ_QDRANT_URL", "DQ_QDRANT_API_KEY", "DQ_QDRANT_ENGINE", "DAGSTER_HOME", "DQ_NAMESPACE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("DQ_DATABASE_URL", f"sqlite:///{tmp_path / 'dq.sqlite3'}")
+    monkeypatch.setenv("DQ_QDRANT_PATH", str(tmp_path / "q"))
+    monkeypatch.setenv("DQ_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("DQ_CATALOG_DIR", str(catalogs))
+    monkeypatch.setenv("DQ_EMBEDDING_MODEL", "hashing:32")
+    assert run_json("sync")["catalogs"]["finance/ledger"]["inserted"] == 2
+
+    real_scandir = os.scandir
+
+    def unreadable(path="."):  # type: ignore[no-untyped-def]
+        if isinstance(path, (str, os.PathLike)) and Path(path).name == "finance":
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_scandir(path)
+
+    with mock.patch("os.scandir", unreadable):
+        done = CliRunner().invoke(cli, ["sync", "--json"], catch_exceptions=False)
+    result = json.loads(done.stdout)
+    ledger = result["catalogs"].get("finance/ledger", {})
+    assert ledger.get("deleted", 0) == 0, f"a folder that could not be read was synced as removed: {ledger}"
+    with SyncedStore.open(f"sqlite:///{tmp_path / 'dq.sqlite3'}", qdrant_path=str(tmp_path / "q")) as store:
+        assert store.verify("finance/ledger").pg == 2
