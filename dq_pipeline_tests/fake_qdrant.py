@@ -12,7 +12,7 @@ qdrant-client's generated models, `qdrant_client/http/models/models.py`):
     PUT  /collections/{name}                  create (409 when it exists)
     PUT  /collections/{name}/index            payload index (accepted, no effect)
     PUT  /collections/{name}/points           upsert: {"batch": {...}} or {"points": [...]}
-    POST /collections/{name}/points/delete    delete by {"points": [ids]}
+    POST /collections/{name}/points/delete    delete by {"points": [ids]} or by {"filter": {...}} (has_id, match, is_empty)
     POST /collections/{name}/points/payload   set payload keys of {"points": [ids]}
     POST /collections/{name}/points/scroll    filter (must: match value/any, is_empty), offset, limit, payload/vector selection
     POST /collections/{name}/points           retrieve by ids
@@ -194,8 +194,12 @@ class FakeQdrant:
             if rest == "points" and method == "PUT":
                 return self._upsert(collection, body)
             if rest == "points/delete" and method == "POST":
-                for pid in body.get("points", []):
-                    collection.points.pop(str(pid), None)
+                if "filter" in body:  # a conditional delete: the filter is applied when the delete is
+                    doomed = [pid for pid, (_, payload) in collection.points.items() if self._matches(payload, body["filter"], pid)]
+                else:
+                    doomed = [str(pid) for pid in body.get("points", [])]
+                for pid in doomed:
+                    collection.points.pop(pid, None)
                 return self._update()
             if rest == "points/payload" and method == "POST":  # set payload keys (tests tamper with points)
                 for pid in body.get("points", []):
@@ -232,11 +236,13 @@ class FakeQdrant:
         return self._update()
 
     @staticmethod
-    def _matches(payload: dict[str, Any], flt: dict[str, Any] | None) -> bool:
+    def _matches(payload: dict[str, Any], flt: dict[str, Any] | None, point_id: str | None = None) -> bool:
         if not flt:
             return True
 
         def condition(c: dict[str, Any]) -> bool:
+            if "has_id" in c:
+                return point_id in {str(i) for i in c["has_id"]}
             if "is_empty" in c:  # {"is_empty": {"key": k}}: the key is missing, null or []
                 return payload.get(c["is_empty"]["key"]) in (None, [])
             match = c.get("match") or {}

@@ -149,6 +149,9 @@ class EdgeClient:
         return _COMPLETED
 
     def delete(self, collection_name: str, points_selector: Any, wait: bool = True, **_: Any) -> rest.UpdateResult:
+        if isinstance(points_selector, models.FilterSelector):  # conditional deletes (guard.py)
+            self._shard(collection_name).update(edge.UpdateOperation.delete_points_by_filter(_edge_filter(points_selector.filter)))
+            return _COMPLETED
         ids = points_selector.points if isinstance(points_selector, models.PointIdsList) else points_selector
         if not isinstance(ids, list | tuple):
             raise NotImplementedError("the embedded Edge store deletes by point ids only")

@@ -11,6 +11,12 @@ repair and removal all hand their candidates to `delete_points`, which drops eve
 
 A test enumerates the call sites of `QdrantIndex.unguarded_delete` (only this module).
 
+That check happens before the delete is sent, so on its own it could race with another run that
+rewrites the same content-addressed id in between (a run that lost its lock, a delete delayed on
+the wire). So every delete is also conditional on the writer: it removes a point only if its
+payload's `written_by` is the run whose write is being undone or retired, and Qdrant decides that
+when it applies the delete. A later rewrite of the id carries another writer and survives.
+
 Journal names are looked up in the catalog's own journal rows only: point ids are
 content-addressed over the catalog id, so no other catalog can name the same point. Points with
 no catalog id at all (catalog_id=None) are checked against every pending row.
@@ -24,7 +30,7 @@ import numpy as np
 from sqlalchemy import Engine, select
 
 from .point_ids import point_payload
-from .qdrant_index import Point, QdrantIndex, chunks
+from .qdrant_index import ANY_WRITER, Point, QdrantIndex, chunks
 from .schema import PENDING, entries, journal
 
 _IN_CHUNK = 1000  # ids per IN (...) query
@@ -54,17 +60,28 @@ def named_by_pending(engine: Engine, catalog_id: str | None, collection: str, ex
 
 
 def delete_points(
-    engine: Engine, index: QdrantIndex, collection: str, ids: Iterable[str], *, catalog_id: str | None, except_run: str | None = None
+    engine: Engine,
+    index: QdrantIndex,
+    collection: str,
+    ids: Iterable[str],
+    *,
+    catalog_id: str | None,
+    written_by: object,
+    except_run: str | None = None,
 ) -> int:
-    """Delete these points except those still referenced (see module doc); returns how many were asked
-    of Qdrant. Raises if Qdrant is unreachable (the caller keeps its journal row)."""
+    """Delete these points, written by `written_by` (a run id; None: no writer recorded; ANY_WRITER
+    only for journal rows that predate writers), except those still referenced (see module doc);
+    returns how many were asked of Qdrant. Raises if Qdrant is unreachable (the caller keeps its row)."""
     ids = list(dict.fromkeys(ids))
     if not ids:
         return 0
     keep = referenced_by_rows(engine, collection, ids) | named_by_pending(engine, catalog_id, collection, except_run)
     doomed = [i for i in ids if i not in keep]
-    index.unguarded_delete(collection, doomed)
+    index.unguarded_delete(collection, doomed, written_by)
     return len(doomed)
+
+
+__all__ = ["ANY_WRITER", "delete_points", "named_by_pending", "points_from_record", "referenced_by_rows", "restore_points"]
 
 
 def points_from_record(engine: Engine, collection: str, ids: Sequence[str]) -> Iterator[list[Point]]:
@@ -78,6 +95,7 @@ def points_from_record(engine: Engine, collection: str, ids: Sequence[str]) -> I
         entries.c.model,
         entries.c.kind,
         entries.c.vector,
+        entries.c.written_by,
     )
     for chunk in chunks(list(ids), _IN_CHUNK):
         with engine.connect() as conn:
@@ -86,7 +104,7 @@ def points_from_record(engine: Engine, collection: str, ids: Sequence[str]) -> I
             Point(
                 r.point_id,
                 np.frombuffer(r.vector, dtype="<f4"),
-                point_payload(r.catalog_id, r.entry_key, r.content_hash, r.model, r.kind, r.vector),
+                point_payload(r.catalog_id, r.entry_key, r.content_hash, r.model, r.kind, r.vector, r.written_by),
             )
             for r in rows
         ]

@@ -1,7 +1,8 @@
 """The journal (outbox): what a run is about to do to Qdrant, committed before Qdrant is touched.
 
-A row names every point the run will write (`new_points`) and every point it will retire once
-committed (`retired_points`), by collection. Its phase says what is left to do:
+A row names every point the run will write (`new_points`, by collection; written by this run) and
+every point it will retire once committed (`retired_points`, by collection, then by the run that
+wrote them, "" for none recorded). Its phase says what is left to do:
 
 * `pending`: the data has not committed (or its run died, or lost its lock, first). Finishing it
   deletes the named points no committed row uses, and rewrites from the record those that a
@@ -30,15 +31,16 @@ from sqlalchemy import Connection, Engine, delete, insert, select, update
 
 from ..errors import LockLost
 from .database import WRITE
-from .guard import delete_points, referenced_by_rows, restore_points
+from .guard import ANY_WRITER, delete_points, referenced_by_rows, restore_points
 from .locks import CatalogLock
 from .qdrant_index import QdrantIndex
 from .schema import COMMITTED, PENDING, journal
 
 PointsByCollection = Mapping[str, list[str]]
+RetiredByCollection = Mapping[str, Mapping[str, list[str]]]  # collection -> writer ("" = none) -> ids
 
 
-def write_pending(engine: Engine, run_id: str, catalog_id: str, new: PointsByCollection, retired: PointsByCollection) -> None:
+def write_pending(engine: Engine, run_id: str, catalog_id: str, new: PointsByCollection, retired: RetiredByCollection) -> None:
     with engine.execution_options(**WRITE).begin() as conn:
         conn.execute(
             insert(journal).values(
@@ -112,10 +114,15 @@ def _finish(engine: Engine, index: QdrantIndex, row: Mapping[str, Any]) -> None:
         for collection, ids in (row["new_points"] or {}).items():
             used = referenced_by_rows(engine, collection, ids)
             restore_points(engine, index, collection, sorted(used))
-            delete_points(engine, index, collection, [i for i in ids if i not in used], catalog_id=catalog_id, except_run=run_id)
+            unused = [i for i in ids if i not in used]
+            delete_points(engine, index, collection, unused, catalog_id=catalog_id, written_by=run_id, except_run=run_id)
     else:
-        for collection, ids in (row["retired_points"] or {}).items():
-            delete_points(engine, index, collection, ids, catalog_id=catalog_id, except_run=run_id)
+        for collection, by_writer in (row["retired_points"] or {}).items():
+            if isinstance(by_writer, list):  # a row journaled before writers were recorded
+                by_writer = {ANY_WRITER: by_writer}
+            for writer, ids in by_writer.items():
+                written_by = writer if writer is ANY_WRITER else (writer or None)
+                delete_points(engine, index, collection, ids, catalog_id=catalog_id, written_by=written_by, except_run=run_id)
     with engine.execution_options(**WRITE).begin() as conn:
         conn.execute(delete(journal).where(journal.c.run_id == run_id))
 

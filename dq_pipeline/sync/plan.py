@@ -20,6 +20,7 @@ class StoredRow:
     collection: str
     point_id: str
     status: str
+    written_by: str | None
 
 
 @dataclass
@@ -45,7 +46,10 @@ def stored_rows(engine: Engine, catalog_id: str) -> dict[str, StoredRow]:
         rows = conn.execute(select(*columns).where(entries.c.catalog_id == catalog_id))
         # model, collection and status repeat on every row: one shared string each, not one per row
         return {
-            r.entry_key: StoredRow(r.entry_key, r.content_hash, sys.intern(r.model), sys.intern(r.collection), r.point_id, sys.intern(r.status))
+            r.entry_key: StoredRow(
+                r.entry_key, r.content_hash, sys.intern(r.model), sys.intern(r.collection), r.point_id, sys.intern(r.status),
+                None if r.written_by is None else sys.intern(r.written_by),  # one run wrote many rows
+            )
             for r in rows
         }
 

@@ -33,8 +33,11 @@ def vector_digest(vector_bytes: bytes) -> str:
     return hashlib.sha256(vector_bytes).hexdigest()[:16]
 
 
-def point_payload(catalog_id: str, entry_key: str, content_hash: str, model_id: str, kind: str, vector_bytes: bytes) -> dict[str, str]:
-    """What every point carries: enough to check it against its row (and to filter searches)."""
+def point_payload(
+    catalog_id: str, entry_key: str, content_hash: str, model_id: str, kind: str, vector_bytes: bytes, written_by: str | None
+) -> dict[str, str | None]:
+    """What every point carries: enough to check it against its row (and to filter searches), and
+    the run that wrote it (deletes are conditional on it: guard.py)."""
     return {
         "catalog_id": catalog_id,
         "entry_key": entry_key,
@@ -42,4 +45,5 @@ def point_payload(catalog_id: str, entry_key: str, content_hash: str, model_id: 
         "model": model_id,
         "kind": kind,
         "vector_digest": vector_digest(vector_bytes),
+        "written_by": written_by,
     }

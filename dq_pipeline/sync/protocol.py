@@ -43,7 +43,7 @@ from sqlalchemy import Connection, and_, bindparam, delete, insert, select, upda
 
 from ..catalog import Entry
 from ..embedding import Embedder
-from ..errors import DqError, LockLost, LockTimeout, StaleSource, is_transient, one_line
+from ..errors import ConfigurationError, DqError, LockLost, LockTimeout, StaleSource, is_transient, one_line
 from . import journal, review, vector_cache
 from .guard import delete_points
 from .hooks import Hooks
@@ -140,7 +140,9 @@ def sync_catalog(
 
         with clock("plan"):
             rejected = review.rejected_versions(store.engine, catalog_id)
-            plan = plan_changes(stored_rows(store.engine, catalog_id), wanted, embedder.model_id, force, rejected)
+            stored = stored_rows(store.engine, catalog_id)
+            _refuse_foreign_namespace(store, catalog_id, stored.values())
+            plan = plan_changes(stored, wanted, embedder.model_id, force, rejected)
         result.unchanged = plan.unchanged
         if plan.is_empty:
             _record_source(store.engine, lock, catalog_id, source)  # I4: no entry embedded or written
@@ -154,6 +156,18 @@ def sync_catalog(
         if cache is not None:
             vector_cache.evict(store.engine, embedder.model_id, {e.content_hash for e in plan.to_embed})
     return result
+
+
+def _refuse_foreign_namespace(store, catalog_id: str, rows) -> None:  # rows: Iterable[StoredRow]
+    """Rows whose points live in another namespace's collections (DQ_NAMESPACE changed in place):
+    writing here would leave them there, where that namespace's owner may delete them. Refused."""
+    prefix = f"{store.index.prefix}_"
+    foreign = next((r.collection for r in rows if not r.collection.startswith(prefix)), None)
+    if foreign is not None:
+        raise ConfigurationError(
+            f"catalog {catalog_id}: its rows point into collection {foreign!r}, outside namespace {store.index.prefix!r}; "
+            "set DQ_NAMESPACE back, or rebuild this deployment into a new database"
+        )
 
 
 def remove_rejected(store, catalog_id: str, hooks: Hooks | None = None) -> SyncResult:
@@ -183,12 +197,12 @@ def _write(
     ids = {e.key: point_id(catalog_id, e.key, e.content_hash, model_id) for e in todo}  # known before any vector
     retired = _retired_points(plan, ids)
     new_points = {versions.collection: list(ids.values())} if versions and ids else {}
+    run_id = str(uuid.uuid4())  # also the writer every new point and row records
 
     if versions and ids:  # Qdrant unreachable: fail here, with nothing journaled and nothing to clean up
         index.ensure_collection(versions.collection, versions.embedder.dimension)
 
     # 2. Journal: every point this run may write or retire is named before Qdrant is written.
-    run_id = str(uuid.uuid4())
     journal.write_pending(engine, run_id, catalog_id, new_points, retired)
     hooks("journal_written")
     with clock("write"):
@@ -200,7 +214,7 @@ def _write(
                     hooks("qdrant_batch", batch=number)
                     _assert_owned(engine, lock)
 
-                index.upsert(versions.collection, _points(catalog_id, todo, versions), on_batch=on_batch)
+                index.upsert(versions.collection, _points(catalog_id, todo, versions, run_id), on_batch=on_batch)
             hooks("qdrant_written")
 
             # 4. Commit: fence, source, rows, journal phase, in one short transaction.
@@ -223,11 +237,11 @@ def _write(
     with clock("retire"):
         try:
             journal.finish_own(engine, index, run_id)
-            result.retired_points = sum(len(ids) for ids in retired.values())
+            result.retired_points = _count(retired)
             hooks("retired")
         except Exception as exc:
             result.retire_error = (
-                f"committed, but {sum(len(i) for i in retired.values())} replaced point(s) could not be "
+                f"committed, but {_count(retired)} replaced point(s) could not be "
                 f"deleted from Qdrant yet ({one_line(exc)}); the journal keeps them for the next sync or repair"
             )
             log.warning("%s: %s", catalog_id, result.retire_error)
@@ -402,26 +416,31 @@ def _vectors_for(
     return spool, encoded
 
 
-def _points(catalog_id: str, todo: Sequence[Entry], versions: _Versions) -> Iterator[Point]:
+def _points(catalog_id: str, todo: Sequence[Entry], versions: _Versions, run_id: str) -> Iterator[Point]:
     """The new points, built a chunk at a time from the spooled vectors."""
     for chunk in chunks(todo, WRITE_CHUNK):
         for entry, vector in zip(chunk, versions.vectors.many([e.content_hash for e in chunk]), strict=True):
-            yield _point(catalog_id, entry, versions.embedder.model_id, vector)
+            yield _point(catalog_id, entry, versions.embedder.model_id, vector, run_id)
 
 
-def _point(catalog_id: str, entry: Entry, model_id: str, vector: np.ndarray) -> Point:
+def _point(catalog_id: str, entry: Entry, model_id: str, vector: np.ndarray, written_by: str | None = None) -> Point:
     vector = np.asarray(vector, dtype="<f4")
-    payload = point_payload(catalog_id, entry.key, entry.content_hash, model_id, entry.kind, vector.tobytes())
+    payload = point_payload(catalog_id, entry.key, entry.content_hash, model_id, entry.kind, vector.tobytes(), written_by)
     return Point(point_id(catalog_id, entry.key, entry.content_hash, model_id), vector, payload)
 
 
-def _retired_points(plan: Plan, new_ids: Mapping[str, str]) -> dict[str, list[str]]:
-    """Points to delete after the commit: deleted entries', and replaced versions' (if their id changed)."""
-    retired: dict[str, list[str]] = defaultdict(list)
+def _retired_points(plan: Plan, new_ids: Mapping[str, str]) -> dict[str, dict[str, list[str]]]:
+    """Points to delete after the commit, by collection and writer: deleted entries', and replaced
+    versions' (if their id changed; a force reindex rewrites the same ids in place)."""
+    retired: dict[str, dict[str, list[str]]] = defaultdict(lambda: defaultdict(list))
     old: list[StoredRow] = plan.deletes + [row for entry, row in plan.updates if new_ids[entry.key] != row.point_id]
     for row in old:
-        retired[row.collection].append(row.point_id)
-    return dict(retired)
+        retired[row.collection][row.written_by or ""].append(row.point_id)
+    return {collection: dict(by_writer) for collection, by_writer in retired.items()}
+
+
+def _count(retired: Mapping[str, Mapping[str, list[str]]]) -> int:
+    return sum(len(ids) for by_writer in retired.values() for ids in by_writer.values())
 
 
 _REVIEW_RESET = {"status": ACTIVE, "reviewed_by": None, "review_reason": None, "reviewed_at": None}
@@ -445,6 +464,7 @@ def _apply(
             "vector": vector.tobytes(),
             "collection": versions.collection,
             "point_id": ids[entry.key],
+            "written_by": run_id,
             "updated_at": now,
         }
 

@@ -15,7 +15,8 @@ from . import edge_client
 
 # What a point's payload must match in its row; `vector_digest` makes a point's vector checkable
 # against the record without reading either vector (see point_ids.vector_digest).
-PAYLOAD_FIELDS = ("catalog_id", "entry_key", "content_hash", "model", "vector_digest")
+PAYLOAD_FIELDS = ("catalog_id", "entry_key", "content_hash", "model", "vector_digest", "written_by")
+ANY_WRITER = object()  # an unconditional delete (journal rows written before writers were recorded)
 
 __all__ = ["EmbeddedQdrantBusy", "IndexWriteError", "PAYLOAD_FIELDS", "Point", "QdrantIndex", "chunks", "open_qdrant"]
 
@@ -69,6 +70,17 @@ def open_qdrant(url: str | None, api_key: str | None, path: str | None, timeout:
                 "single-process: wait for it to finish, or use a Qdrant server via DQ_QDRANT_URL)"
             ) from None
         raise
+
+
+def _selector(ids: list[str], written_by: Any) -> Any:
+    if written_by is ANY_WRITER:
+        return models.PointIdsList(points=ids)
+    writer = (
+        models.IsEmptyCondition(is_empty=models.PayloadField(key="written_by"))
+        if written_by is None
+        else models.FieldCondition(key="written_by", match=models.MatchValue(value=written_by))
+    )
+    return models.FilterSelector(filter=models.Filter(must=[models.HasIdCondition(has_id=ids), writer]))
 
 
 @dataclass(frozen=True)
@@ -140,16 +152,15 @@ class QdrantIndex:
             if result.status != models.UpdateStatus.COMPLETED:
                 raise IndexWriteError(f"Qdrant did not acknowledge batch {number} of {name}: {result.status}")
 
-    def unguarded_delete(self, name: str, ids: Iterable[str]) -> None:
-        """Delete points. Only `guard.delete_points` may call this: it first drops every id that a
-        committed row or a pending journal row references (I1)."""
+    def unguarded_delete(self, name: str, ids: Iterable[str], written_by: Any = ANY_WRITER) -> None:
+        """Delete points, only those whose payload says `written_by` wrote them (None: no writer
+        recorded), decided by Qdrant when it applies the delete. Only `guard.delete_points` may call
+        this: it first drops every id that a committed row or a pending journal row references (I1)."""
         ids = list(ids)
         if not ids or not self.client.collection_exists(name):
             return
         for batch in chunks(ids, 1000):
-            result = _qdrant_call(
-                f"point deletion in {name}", self.client.delete, name, points_selector=models.PointIdsList(points=list(batch)), wait=True
-            )
+            result = _qdrant_call(f"point deletion in {name}", self.client.delete, name, points_selector=_selector(list(batch), written_by), wait=True)
             if result.status != models.UpdateStatus.COMPLETED:
                 raise IndexWriteError(f"Qdrant did not acknowledge a delete in {name}: {result.status}")
 

@@ -71,11 +71,13 @@ class _Problems:
     """What a comparison found, as (collection, point id) pairs handed out a page at a time."""
 
     to_rewrite: list[tuple[str, str]] = field(default_factory=list)
-    orphans: list[tuple[str, str]] = field(default_factory=list)
+    orphans: list[tuple[str, str, str | None]] = field(default_factory=list)  # and the writer its payload names
 
 
 def _row_pages(store, catalog_id: str) -> Iterator[list[Any]]:
-    columns = (entries.c.collection, entries.c.point_id, entries.c.entry_key, entries.c.content_hash, entries.c.model, entries.c.vector)
+    columns = (
+        entries.c.collection, entries.c.point_id, entries.c.entry_key, entries.c.content_hash, entries.c.model, entries.c.vector, entries.c.written_by
+    )
     query = select(*columns).where(entries.c.catalog_id == catalog_id).order_by(entries.c.collection, entries.c.point_id)
     last: tuple[str, str] | None = None
     while True:  # keyset pagination: no cursor stays open across the Qdrant calls
@@ -113,7 +115,7 @@ def _compare(store, catalog_id: str, deep: bool, on_page=None) -> CatalogVerific
                 v.qdrant += 1
                 payload, vector = found[r.point_id]
                 want = {"catalog_id": catalog_id, "entry_key": r.entry_key, "content_hash": r.content_hash, "model": r.model,
-                        "vector_digest": vector_digest(r.vector)}
+                        "vector_digest": vector_digest(r.vector), "written_by": r.written_by}
                 if any(payload.get(name) != want[name] for name in PAYLOAD_FIELDS) or (deep and _drifted(r.vector, vector)):
                     v.mismatched += 1
                     v._note("mismatched", collection, r.point_id)
@@ -129,7 +131,7 @@ def _compare(store, catalog_id: str, deep: bool, on_page=None) -> CatalogVerific
         for page in index.pages_of_catalog(collection, catalog_id, PAGE):
             problems = _Problems()
             owners = _owners(store, collection, [pid for pid, _ in page])
-            for pid, _payload in page:
+            for pid, payload in page:
                 owner = owners.get(pid)
                 if owner == catalog_id:
                     continue  # counted in pass 1
@@ -140,7 +142,7 @@ def _compare(store, catalog_id: str, deep: bool, on_page=None) -> CatalogVerific
                     continue  # a recorded leftover: finished with its journal row
                 v.orphans += 1
                 v._note("orphans", collection, pid)
-                problems.orphans.append((collection, pid))
+                problems.orphans.append((collection, pid, payload.get("written_by")))
             if on_page is not None:
                 on_page(problems)
     return v
@@ -194,8 +196,8 @@ def repair_catalog(store, catalog_id: str, deep: bool = False) -> RepairResult:
             nonlocal deleted
             for collection, ids in _by_collection(problems.to_rewrite).items():
                 restore_points(store.engine, store.index, collection, ids)
-            for collection, ids in _by_collection(problems.orphans).items():
-                deleted += delete_points(store.engine, store.index, collection, ids, catalog_id=catalog_id)
+            for (collection, writer), ids in _by_collection_and_writer(problems.orphans).items():
+                deleted += delete_points(store.engine, store.index, collection, ids, catalog_id=catalog_id, written_by=writer)
 
         before = _compare(store, catalog_id, deep, on_page=act)
         return RepairResult(
@@ -215,15 +217,16 @@ def _by_collection(pairs: list[tuple[str, str]]) -> dict[str, list[str]]:
     return grouped
 
 
-def _unattributed_pages(store) -> Iterator[tuple[str, list[str]]]:
-    """(collection, ids) of points whose payload names no catalog (no catalog_id, or one that is not
-    a non-empty string, which no catalog's keyword filter can match) and that no row uses."""
+def _unattributed_pages(store) -> Iterator[tuple[str, list[tuple[str, str, Any]]]]:
+    """(collection, [(collection, id, writer)]) of points whose payload names no catalog (no
+    catalog_id, or one that is not a non-empty string, which no catalog's keyword filter can
+    match) and that no row uses."""
     for collection in store.index.collections():
         for page in store.index.pages_of_collection(collection, PAGE):
-            strays = [pid for pid, payload in page if not _names_a_catalog(payload)]
+            strays = [(pid, payload.get("written_by")) for pid, payload in page if not _names_a_catalog(payload)]
             if strays:
-                owners = _owners(store, collection, strays)
-                yield collection, [pid for pid in strays if pid not in owners]
+                owners = _owners(store, collection, [pid for pid, _ in strays])
+                yield collection, [(collection, pid, writer) for pid, writer in strays if pid not in owners]
 
 
 def _names_a_catalog(payload: dict[str, Any]) -> bool:
@@ -231,18 +234,26 @@ def _names_a_catalog(payload: dict[str, Any]) -> bool:
     return isinstance(value, str) and value != ""
 
 
+def _by_collection_and_writer(triples: list[tuple[str, str, Any]]) -> dict[tuple[str, Any], list[str]]:
+    grouped: dict[tuple[str, Any], list[str]] = {}
+    for collection, pid, writer in triples:
+        grouped.setdefault((collection, writer if isinstance(writer, str) else None), []).append(pid)
+    return grouped
+
+
 def verify_unattributed(store) -> tuple[int, list[str]]:
     """Points of this namespace that name no catalog, and a sample of them."""
     count, sample = 0, []
-    for collection, ids in _unattributed_pages(store):
-        count += len(ids)
-        sample.extend(f"{collection}/{pid}" for pid in ids[: SAMPLE - len(sample)])
+    for collection, strays in _unattributed_pages(store):
+        count += len(strays)
+        sample.extend(f"{collection}/{pid}" for _, pid, _ in strays[: SAMPLE - len(sample)])
     return count, sample
 
 
 def repair_unattributed(store) -> int:
     """Delete points that name no catalog and that no row uses (through the guard); returns how many."""
     deleted = 0
-    for collection, ids in _unattributed_pages(store):
-        deleted += delete_points(store.engine, store.index, collection, ids, catalog_id=None)
+    for _, strays in _unattributed_pages(store):
+        for (collection, writer), ids in _by_collection_and_writer(strays).items():
+            deleted += delete_points(store.engine, store.index, collection, ids, catalog_id=None, written_by=writer)
     return deleted

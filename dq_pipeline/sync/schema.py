@@ -49,6 +49,10 @@ entries = Table(
     Column("vector", LargeBinary, nullable=False),  # float32, little-endian
     Column("collection", String(255), nullable=False),
     Column("point_id", String(36), nullable=False),
+    # The run that wrote this row's point (also in the point's payload): deletes of points are
+    # conditional on it, so a delete meant for one write can never remove a later rewrite of the
+    # same content-addressed id (guard.py). NULL for rows written before it was recorded.
+    Column("written_by", String(36)),
     Column("status", String(16), nullable=False, server_default=ACTIVE),
     Column("reviewed_by", String(255)),
     Column("review_reason", Text),
@@ -129,7 +133,10 @@ def create_schema(engine: Engine) -> None:
 
 # Columns added after a table first shipped: (table, column, constant DDL). Existing databases get
 # them on first open; all are nullable, so old rows stay valid.
-_ADDED_COLUMNS = (("dq_catalogs", "source_digest", "ALTER TABLE dq_catalogs ADD COLUMN source_digest VARCHAR(80)"),)
+_ADDED_COLUMNS = (
+    ("dq_catalogs", "source_digest", "ALTER TABLE dq_catalogs ADD COLUMN source_digest VARCHAR(80)"),
+    ("dq_entries", "written_by", "ALTER TABLE dq_entries ADD COLUMN written_by VARCHAR(36)"),
+)
 
 
 def _add_missing_columns(conn) -> None:  # type: ignore[no-untyped-def]
