@@ -10,10 +10,12 @@ gone are synced as empty catalogs, which deletes their rows and points.
 from __future__ import annotations
 
 import os
+import socket
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
-from dagster import DagsterInstance, ExecuteInProcessResult
+from dagster import DagsterInstance, DagsterRunStatus, ExecuteInProcessResult, RunsFilter
 
 from .catalog import discover
 from .settings import Settings, check_namespace, exported
@@ -84,14 +86,65 @@ def _run(
     }
     results: dict[str, SyncRow] = {}
     with _instance(instance) as inst:
+        reap_dead_cli_runs(inst)
         known = set(inst.get_dynamic_partitions(catalog_partitions.name))
         inst.add_dynamic_partitions(catalog_partitions.name, [cid for cid in ids if cid not in known])
         for catalog_id in ids:
-            run = job.execute_in_process(partition_key=catalog_id, instance=inst, run_config=run_config, raise_on_error=False)
+            run = job.execute_in_process(
+                partition_key=catalog_id, instance=inst, run_config=run_config, raise_on_error=False, tags=_process_tags()
+            )
             results[catalog_id] = _row(run)
             if progress is not None:
                 progress(catalog_id, results[catalog_id])
     return results
+
+
+# Runs this command executes in its own process carry where that process is, so a later command can
+# tell a run whose process was killed (-9, OOM) from one still going: nothing else ever ends such a
+# run (no daemon monitors in-process runs), and it would hold its `dq_qdrant` pool slot for ever,
+# so every later sync would wait for that slot without end.
+HOST_TAG, PID_TAG, STARTED_TAG = "dq/cli_host", "dq/cli_pid", "dq/cli_process_start"
+
+
+def _process_start(pid: int) -> str:
+    """The process's start time in clock ticks since boot (Linux; "" elsewhere): with the pid, it
+    names one process, not whichever later process reuses the pid."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        return stat.rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return ""
+
+
+def _process_tags() -> dict[str, str]:
+    pid = os.getpid()
+    return {HOST_TAG: socket.gethostname(), PID_TAG: str(pid), STARTED_TAG: _process_start(pid)}
+
+
+def _alive(pid: int, started: str) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass  # exists, someone else's
+    return not started or _process_start(pid) == started
+
+
+def reap_dead_cli_runs(instance: DagsterInstance) -> list[str]:
+    """Mark failed, and free the pool slots of, runs this host's `dq-pipeline` processes started and
+    that died without ending them. Their journal rows are finished by the next sync as usual."""
+    runs = instance.get_runs(
+        RunsFilter(statuses=[DagsterRunStatus.STARTED, DagsterRunStatus.STARTING], tags={HOST_TAG: socket.gethostname()})
+    )
+    reaped = []
+    for run in runs:
+        pid, started = run.tags.get(PID_TAG, ""), run.tags.get(STARTED_TAG, "")
+        if pid.isdigit() and int(pid) != os.getpid() and not _alive(int(pid), started):
+            instance.report_run_failed(run, f"the dq-pipeline process {pid} that ran it died (killed or out of memory)")
+            instance.event_log_storage.free_concurrency_slots_for_run(run.run_id)
+            reaped.append(run.run_id)
+    return reaped
 
 
 class _instance:
