@@ -421,6 +421,7 @@ def test_openmetadata_tests_in_words_one_entry_per_test(tmp_path: Path) -> None:
 
 
 # --- DataHub ----------------------------------------------------------------------------------
+# Duplicate JSON keys (DataHub and Frictionless accept them, last value wins): test_formats_duplicates.py
 
 KAFKA = "urn:li:dataset:(urn:li:dataPlatform:kafka,SampleKafkaDataset,PROD)"
 
@@ -453,14 +454,6 @@ def test_datahub_datasets_fields_terms_and_ignored_counts(
         "aspects, 1 dataset testResults aspects, 1 glossaryNode records, 1 glossaryTerm ownership aspects, "
         "1 mlFeature records, 1 tag records"
     )
-
-
-def test_datahub_real_record_with_duplicate_key_is_refused(tmp_path: Path) -> None:
-    err = refusal(tmp_path, "mce.json", fixture("datahub/bootstrap_mce.record8.json"))
-    (problem,) = err.problems
-    assert problem.location.startswith("[0].proposedSnapshot.")
-    assert problem.location.endswith("UpstreamLineage.fineGrainedLineages[0]")
-    assert problem.reason == "duplicate key 'upstreams' in one object"
 
 
 def _mcp(urn: str, aspect: str, value: object, change: str = "UPSERT") -> dict[str, object]:
@@ -672,14 +665,6 @@ MALFORMED = [
     ),
     pytest.param(
         "datapackage.json",
-        _PKG % '{"name": "r", "schema": {"fields": [{"name": "a", "type": "x", "type": "y"}]}}',
-        "frictionless",
-        "resources[0].schema.fields[0]",
-        "duplicate key 'type' in one object",
-        id="fl-duplicate-json-key",
-    ),
-    pytest.param(
-        "datapackage.json",
         '{"name": "p", "resources": {"r": 1}}',
         "frictionless",
         "resources",
@@ -701,14 +686,6 @@ MALFORMED = [
         "line 7 (resources[0].schema.fields[1])",
         "a field needs a non-empty `name`",
         id="fl-yaml-field-no-name",
-    ),
-    pytest.param(
-        "datapackage.yaml",
-        "name: p\nresources:\n  - name: r\n    name: s\n",
-        "frictionless",
-        "line 4",
-        "invalid YAML: duplicate key 'name' in one mapping",
-        id="fl-yaml-duplicate-key",
     ),
     # DCAT
     pytest.param(
@@ -865,14 +842,6 @@ MALFORMED = [
         "[0].aspect.value.fields[1]",
         "a schema field needs a `fieldPath`",
         id="dh-field-no-path",
-    ),
-    pytest.param(
-        "mce.json",
-        json.dumps([_mcp(ORDERS, "datasetProperties", '{"description": "a", "description": "b"}')]),
-        "datahub",
-        "[0].aspect.value",
-        "serialized aspect: document: duplicate key 'description' in one object",
-        id="dh-serialized-duplicate-key",
     ),
     pytest.param(
         "mce.json",

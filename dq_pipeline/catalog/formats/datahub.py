@@ -14,13 +14,18 @@ Ignores, and counts in an INFO log line per file: every other entity type (data 
 features/models, charts, dashboards, jobs, flows, users, groups, tags, containers, tests ...), the
 other aspects of datasets and terms (browse paths, institutional memory, profiles, usage statistics,
 test results, containers ...) and PATCH proposals.
-Refuses, naming the record path (``[4].proposedSnapshot[...].aspects[4][...].fields[2]``): duplicate
-JSON keys (inside serialized aspects too), truncated JSON, a record that is neither an MCE nor an MCP,
+Refuses, naming the record path (``[4].proposedSnapshot[...].aspects[4][...].fields[2]``): truncated
+JSON, a record that is neither an MCE nor an MCP,
 a snapshot or MCP without a urn, aspects that are not single-key objects, a schema field without
 `fieldPath`, two fields with one path in one schema, nesting deeper than 100 levels.
-Warns: a null item in `tags`/`typeNames` lists (skipped); an embedded text cut to its first 8,192 characters or a payload over 1 MiB (see builder: the payload is kept whole).
-Duplicate keys: refused in any JSON object, serialized aspects included (RFC 8259 leaves their
-meaning undefined; a real bootstrap file repeating `upstreams` is refused, see the tests).
+Warns: a key repeated in one JSON object (the last value is used; line and key named); a null item
+in `tags`/`typeNames` lists (skipped); an embedded text cut to its first 8,192 characters or a
+payload over 1 MiB (see builder: the payload is kept whole).
+Duplicate keys: accepted with a warning, the last value winning, in the file and in serialized
+aspects alike, because that is what DataHub's own reader does: its file source loads the file with
+Python's `json` (last value wins, no error) and parses a serialized aspect's `value` with
+`json.loads` too. DataHub's own `bootstrap_mce.json` repeats `upstreams` in a fine-grained lineage
+and is ingested by DataHub (see the tests). Only this rule differs from `records.load_json`'s default.
 """
 
 from __future__ import annotations
@@ -72,6 +77,7 @@ DATASET_ASPECTS = frozenset(
 TERM_ASPECTS = frozenset({"glossaryTermInfo"})
 READ = {"dataset": DATASET_ASPECTS, "glossaryTerm": TERM_ASPECTS}
 _WRITES = {None, "UPSERT", "CREATE", "UPDATE", "RESTATE", "CREATE_ENTITY"}
+TOOL = "DataHub's file source"  # whose duplicate-key rule this reader follows (module header)
 
 
 def detect(head: str) -> bool:
@@ -206,7 +212,7 @@ class _Reader:
             if content not in (None, "application/json"):
                 raise Bad(at(where, "contentType"), f"cannot read aspect content type {content!r}")
             try:
-                return load_json(value["value"], self.display), at(where, "value")
+                return load_json(value["value"], self.display, duplicates="warn", tool=TOOL, within=at(where, "value")), at(where, "value")
             except CatalogError as exc:
                 reasons = "; ".join(f"{p.location}: {p.reason}" for p in exc.problems)
                 raise Bad(at(where, "value"), f"serialized aspect: {reasons}") from None
@@ -412,7 +418,7 @@ class _Reader:
 
 
 def parse(path: Path, display: str) -> list[Entry]:
-    doc = load_document(path, display).value
+    doc = load_document(path, display, duplicates="warn", tool=TOOL).value
     reader = _Reader(display)
     records = doc if isinstance(doc, list) else [doc]
     if not isinstance(doc, (list, dict)):

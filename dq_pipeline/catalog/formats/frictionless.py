@@ -11,13 +11,18 @@ A resource whose `schema` is a URL or path string is kept with the reference not
 fetched (no network, no other file), so it has no columns.
 Ignores: inline `data` rows (counted only), dialects, encodings, sources and contributors beyond their
 titles, vocabulary mappings on fields (`skos:*`, `rdfType`), the example `resources` of a Table Schema.
-Refuses, naming the record path (and the line, in YAML): duplicate keys, a resource or field without a
+Refuses, naming the record path (and the line, in YAML): a resource or field without a
 `name`, `resources`/`fields` that are not lists of objects, `constraints` that are not an object,
 primary or foreign keys naming fields the schema does not have, two resources or fields with one name,
 truncated JSON or YAML, nesting deeper than 100 levels, YAML alias bombs.
-Warns: a null item in `keywords` (skipped); an embedded text cut to its first 8,192 characters or a payload over 1 MiB (see builder: the payload is kept whole).
-Duplicate keys: refused, in JSON (RFC 8259 leaves their meaning undefined) and in YAML (the YAML
-spec requires unique keys); YAML anchors and merge keys are read, bounded.
+Warns: a key repeated in one JSON object or YAML mapping (the last value is used; line and key
+named); a null item in `keywords` (skipped); an embedded text cut to its first 8,192 characters or
+a payload over 1 MiB (see builder: the payload is kept whole).
+Duplicate keys: accepted with a warning, the last value winning, in JSON and in YAML, because that
+is what the format's own tool does: frictionless-py reads a descriptor with Python's `json.loads`
+or PyYAML's `safe_load`, which keep the last value of a repeated key without an error, and then
+validates the result. Two resources or fields with one `name` are another matter and stay refused
+(each would be one entry key). YAML anchors and merge keys are read, bounded.
 """
 
 from __future__ import annotations
@@ -50,6 +55,7 @@ from .text_cleanup import (
 )
 
 _FLAGS = ("required", "unique")
+TOOL = "frictionless-py"  # whose duplicate-key rule this reader follows (module header)
 _YAML_FIELD_NAME = re.compile(r"^\s*-\s+name\s*:", re.M)
 
 
@@ -392,7 +398,7 @@ def _parse_package(doc: Document, collector: EntryCollector, display: str) -> No
 
 
 def parse(path: Path, display: str) -> list[Entry]:
-    doc = load_document(path, display)
+    doc = load_document(path, display, duplicates="warn", tool=TOOL)
     if not isinstance(doc.value, dict):
         raise CatalogError.single(
             display,

@@ -12,8 +12,9 @@ written (a "billion laughs") or refer to themselves, binary (NUL bytes) and non-
 Ignores: JSON/YAML top-level keys other than `entries`, blank CSV rows and JSON Lines.
 Warns: an embedded text cut to its first 8,192 characters or a payload over 1 MiB (see builder: the payload is kept whole).
 Duplicate keys: refused, in JSON objects (RFC 8259 leaves their meaning undefined) and YAML mappings
-(the YAML spec requires unique keys); a CSV header naming one column twice too. `load_yaml` takes
-``duplicates="warn"`` for formats whose tool keeps the last value (dbt).
+(the YAML spec requires unique keys); a CSV header naming one column twice too. `load_json` and
+`load_yaml` take ``duplicates="warn"`` for formats whose own tool keeps the last value (dbt YAML;
+DataHub and frictionless-py JSON): the last value is used, with a warning naming the line and the key.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -109,15 +111,93 @@ def _path_to_duplicate(value: Any, path: str = "") -> tuple[str, str] | None:
     return None
 
 
-def load_json(text: str, display: str, line: int | None = None) -> Any:
-    """A JSON document, refusing duplicate keys in one object and nesting deeper than
-    `source.MAX_NESTING`; errors name the line or the JSON path.
+def _last_wins_pairs(found: list[bool]) -> Any:
+    """An object hook that keeps the last value of a repeated key (as `json.loads` does) and notes that it saw one."""
 
-    `line`: the document is that one line of a larger file (JSON Lines).
+    def hook(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+        value = dict(pairs)
+        if len(value) != len(pairs) and not found:
+            found.append(True)
+        return value
+
+    return hook
+
+
+_JSON_TOKEN = re.compile(r'"(?:[^"\\]|\\.)*"|[{}\[\]:,]')
+
+
+def duplicate_key_sites(text: str) -> Iterator[tuple[str, int, int, str]]:
+    """Each repeated key of one object in a JSON text that is known to be valid: (key, its line, the
+    line of its first occurrence, the JSON path of the repeat), in document order. One linear pass
+    over the tokens (strings and punctuation; numbers and literals are skipped); the stack holds
+    one frame per open container, so it is as deep as the (already bounded) nesting."""
+    stack: list[list[Any]] = []  # [kind, path, first line of each key | item index, current key]
+    line, counted = 1, 0
+    pending: tuple[str, int] | None = None
+    for match in _JSON_TOKEN.finditer(text):
+        token = match.group()
+        first = token[0]
+        if first == '"':
+            pending = (token, match.start())
+            continue
+        if first == ":" and pending is not None and stack and stack[-1][0] == "{":
+            key, at = json.loads(pending[0]), pending[1]
+            line += text.count("\n", counted, at)
+            counted = at
+            frame = stack[-1]
+            if key in frame[2]:
+                yield key, line, frame[2][key], f"{frame[1]}.{key}" if frame[1] else key
+            else:
+                frame[2][key] = line
+            frame[3] = key
+        elif first in "{[":
+            if not stack:
+                path = ""
+            elif stack[-1][0] == "{":
+                path = f"{stack[-1][1]}.{stack[-1][3]}" if stack[-1][1] else str(stack[-1][3])
+            else:
+                path = f"{stack[-1][1]}[{stack[-1][2]}]"
+            stack.append([first, path, {} if first == "{" else 0, None])
+        elif first in "}]":
+            if stack:
+                stack.pop()
+        elif first == "," and stack and stack[-1][0] == "[":
+            stack[-1][2] += 1
+        pending = None
+
+
+def _warn_duplicates(text: str, display: str, line_offset: int, tool: str, within: str | None) -> None:
+    """One warning per repeated key, naming its line and key (and the record path)."""
+    for key, line, first, path in duplicate_key_sites(text):
+        reason = f"duplicate key {key!r} in one object (first at line {first + line_offset}): the last value is used, as {tool} does"
+        if within is None:
+            warn(display, line + line_offset, f"{reason} ({path})" if path else reason)
+        else:  # a JSON text held in a string of the file: its lines are the string's, the file's place is `within`
+            reason = f"duplicate key {key!r} in one object of the serialized value (its line {line}, first at its line {first}): the last value is used, as {tool} does"
+            warn(display, None, f"{reason} ({path})" if path else reason, within)
+
+
+def load_json(
+    text: str,
+    display: str,
+    line: int | None = None,
+    *,
+    duplicates: str = "refuse",
+    tool: str = "the format's reader",
+    within: str | None = None,
+) -> Any:
+    """A JSON document, refusing nesting deeper than `source.MAX_NESTING`; errors name the line or the JSON path.
+
+    `duplicates`: "refuse" a key repeated in one object (RFC 8259 leaves its meaning undefined), or
+    "warn" and keep the last value, for formats whose own reader does that (`json.loads` does: DataHub,
+    frictionless-py); each warning names the line and the key, and says it follows `tool`.
+    `line`: the document is that one line of a larger file (JSON Lines). `within`: the document is
+    a string value at that record path of the file (a serialized aspect), so warnings name the path.
     """
     line_offset = 0 if line is None else line - 1
+    repeated: list[bool] = []
     try:
-        value = json.loads(text, object_pairs_hook=_no_duplicate_pairs)
+        value = json.loads(text, object_pairs_hook=_last_wins_pairs(repeated) if duplicates == "warn" else _no_duplicate_pairs)
     except json.JSONDecodeError as exc:
         reason = f"invalid JSON: {exc.msg} (column {exc.colno})"
         if exc.pos >= len(text.rstrip()):
@@ -139,6 +219,8 @@ def load_json(text: str, display: str, line: int | None = None) -> Any:
         raise CatalogError.single(display, path, f"duplicate key {key!r} in one object") from None
     if deeper_than(value):
         raise json_too_deep(display, text, line_offset) from None
+    if repeated:
+        _warn_duplicates(text, display, line_offset, tool, within)
     return value
 
 

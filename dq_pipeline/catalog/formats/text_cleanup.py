@@ -73,15 +73,19 @@ class Document:
         return f"line {line} ({path})" if line else (path or "document")
 
 
-def load_document(path: Path, display: str) -> Document:
-    """JSON (or YAML for .yaml/.yml), refusing duplicate keys, truncation and invalid text with their line."""
+def load_document(path: Path, display: str, *, duplicates: str = "refuse", tool: str = "the format's reader") -> Document:
+    """JSON (or YAML for .yaml/.yml), refusing truncation and invalid text with their line.
+
+    `duplicates`: "refuse" a key repeated in one object or mapping, or "warn" and keep the last value
+    (for formats whose own tool does that, named by `tool`), with a warning naming the line and the key.
+    """
     text = read_text(path, display)
     if not text.strip():
         raise CatalogError.single(display, "document", "empty file")
     if path.suffix.lower() in YAML_SUFFIXES:
-        value, lines = load_yaml(text, display)
+        value, lines = load_yaml(text, display, duplicates=duplicates)
         return Document(value, lines)
-    return Document(load_json(text, display))
+    return Document(load_json(text, display, duplicates=duplicates, tool=tool))
 
 
 # --- values -----------------------------------------------------------------------------------
