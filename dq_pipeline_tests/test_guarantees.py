@@ -370,3 +370,38 @@ def test_every_deletion_of_points_goes_through_the_guard() -> None:
     assert set(_calls("unguarded_delete")) == {"sync/guard.py"}
     assert set(_calls("delete")) <= {"sync/qdrant_index.py", "sync/edge_client.py"}
     assert _calls("delete_collection") == {}
+
+
+# --- 11. remove_catalog does nothing once the catalog's file has come back ------------------------------------
+
+
+@pytest.mark.dagster
+def test_the_remove_job_does_nothing_when_the_file_is_back(tmp_path: Path, catalog_dir: Path) -> None:
+    from dagster import instance_for_test
+
+    from dq_pipeline.definitions import build_definitions, resources_for
+    from dq_pipeline.settings import Settings
+
+    settings = Settings.from_env(
+        env={}, database_url=f"sqlite:///{tmp_path / 'dq.sqlite3'}", data_dir=str(tmp_path / "data"), catalog_dir=str(catalog_dir),
+        embedding_model="hashing:32",
+    )
+    defs = build_definitions(resources_for(settings))
+    config = {"ops": {"remove_catalog_data": {"config": {"catalog_id": "sales/orders"}}}}
+    with instance_for_test() as instance:
+        sync = defs.resolve_job_def("sync_catalog")
+        instance.add_dynamic_partitions("catalogs", ["sales/orders"])
+        assert sync.execute_in_process(partition_key="sales/orders", instance=instance).success
+        with SyncedStore.open(settings.database_url, qdrant_path=settings.qdrant_path) as store:
+            before = store.verify("sales/orders")
+        assert before.pg > 0 and before.in_sync
+        removed = defs.resolve_job_def("remove_catalog").execute_in_process(run_config=config, instance=instance)
+        assert removed.success  # the file is there: nothing to do, not a failure
+        with SyncedStore.open(settings.database_url, qdrant_path=settings.qdrant_path) as store:
+            after = store.verify("sales/orders")
+        assert (after.pg, after.qdrant, after.in_sync) == (before.pg, before.qdrant, True)
+        (catalog_dir / "sales" / "orders.csv").unlink()
+        assert defs.resolve_job_def("remove_catalog").execute_in_process(run_config=config, instance=instance).success
+        with SyncedStore.open(settings.database_url, qdrant_path=settings.qdrant_path) as store:
+            gone = store.verify("sales/orders")
+        assert (gone.pg, gone.qdrant) == (0, 0)

@@ -20,10 +20,11 @@ from dagster import (
 )
 from pydantic import Field
 
-from ..catalog import discover, validate_catalog_id
+from ..catalog import ABSENT, current_source_digest, validate_catalog_id
 from ..embedding import LazyEmbedder
-from ..sync import SyncFailed, stored_dimension
-from .assets import TRANSIENT_RETRY
+from ..errors import RefusedInput, StaleSource
+from ..sync import Source, stored_dimension
+from .assets import TRANSIENT_RETRY, step_failure
 from .partitions import QDRANT_POOL, catalog_partitions
 from .resources import CatalogFolder, EmbedderResource, SyncedStoreResource
 
@@ -115,27 +116,34 @@ def remove_catalog_data(
     try:
         validate_catalog_id(catalog_id)
     except ValueError as exc:
-        raise Failure(description=str(exc), allow_retries=False) from None
-    try:
-        if catalog_id in discover(catalog_folder.path()):
-            context.log.warning(
-                f"{catalog_id}: its file is still in the catalog folder; the next sync of this catalog brings it back"
-            )
-    except FileNotFoundError:
-        pass  # no folder, no file: nothing to warn about
+        raise step_failure(RefusedInput(str(exc))) from None
+    folder = catalog_folder.path()
+    # A removal whose file has come back does nothing: the file is the truth, and its next sync
+    # keeps (or updates) the catalog. Checked again inside the commit (the source check), so a
+    # file restored while the removal runs also stops it.
+    if current_source_digest(folder, catalog_id) != ABSENT:
+        context.log.info(f"{catalog_id}: its file is in the catalog folder again; nothing removed")
+        yield Output(None, metadata={"deleted": 0, "skipped": "the catalog's file is present"})
+        return
     model_id = embedder.model_id()  # resolves the name only; nothing is loaded
-    with store.open() as synced:
-        dimension = stored_dimension(synced.engine, model_id) or FALLBACK_DIMENSION
-        # Removal writes no vector: the lazy embedder only names the model; it would load it only to embed.
-        lazy = LazyEmbedder(embedder.model_name(), model_id, dimension, embedder.batch_size, embedder.backend_name())
-        try:
-            result = synced.remove_catalog(catalog_id, lazy)
-        except SyncFailed as exc:
-            raise Failure(description=str(exc)) from exc
-        # Points of this catalog that no row ever recorded (e.g. a crash before the journal existed)
-        # are orphans: delete them too, so the catalog is gone from the index, not just from the record.
-        repaired = synced.repair(catalog_id)
-        after = repaired.after
+    try:
+        with store.open() as synced:
+            dimension = stored_dimension(synced.engine, model_id) or FALLBACK_DIMENSION
+            # Removal writes no vector: the lazy embedder only names the model; it would load it only to embed.
+            lazy = LazyEmbedder(embedder.model_name(), model_id, dimension, embedder.batch_size, embedder.backend_name())
+            source = Source(ABSENT, lambda: current_source_digest(folder, catalog_id))
+            try:
+                result = synced.remove_catalog(catalog_id, lazy, source=source)
+            except StaleSource:
+                context.log.info(f"{catalog_id}: its file came back during the removal; nothing removed")
+                yield Output(None, metadata={"deleted": 0, "skipped": "the catalog's file came back"})
+                return
+            # Points of this catalog that no row ever recorded (e.g. a crash before the journal existed)
+            # are orphans: delete them too, so the catalog is gone from the index, not just from the record.
+            repaired = synced.repair(catalog_id)
+            after = repaired.after
+    except Exception as exc:
+        raise step_failure(exc) from exc
     if result.retire_error:
         context.log.warning(result.retire_error)
     metadata: dict[str, Any] = {
