@@ -18,6 +18,7 @@ from typing import Any
 from dagster import DagsterInstance, DagsterRunStatus, ExecuteInProcessResult, RunsFilter
 
 from .catalog import discover
+from .errors import ConfigurationError
 from .settings import Settings, check_namespace, exported
 from .sync import open_record
 from .sync.schema import entries, journal
@@ -39,6 +40,13 @@ def catalogs_to_sync(settings: Settings) -> list[str]:
             recorded |= set(conn.scalars(select(journal.c.catalog_id).distinct()))
     finally:
         engine.dispose()
+    if recorded and not on_disk:
+        # An empty catalog folder is what an unmounted volume looks like: never read it as "every
+        # catalog removed". Removing them all stays possible, by naming them.
+        raise ConfigurationError(
+            f"catalog folder {settings.catalog_dir} holds no catalog file, but {len(recorded)} catalog(s) are recorded: "
+            "refusing to remove them all (an unmounted folder?); name them with --catalog to remove them"
+        )
     return sorted(on_disk | recorded)
 
 
@@ -162,14 +170,33 @@ class _instance:
             self.owned.dispose()
 
 
+WARNINGS_SHOWN = 20  # warnings listed per catalog in `sync` output; `warning_count` has them all
+
+
 def _row(run: ExecuteInProcessResult) -> SyncRow:
     row: SyncRow = {"status": "ok" if run.success else "failed", "error": None, **dict.fromkeys(COUNTS, 0)}
     for materialization in run.asset_materializations_for_node("catalog_index"):
         for name in COUNTS:
             row[name] = int(materialization.metadata[name].value)  # type: ignore[arg-type]
+    row["warnings"], row["warning_count"] = _warnings(run)
     if not run.success:
         row["error"] = _first_error(run)
     return row
+
+
+def _warnings(run: ExecuteInProcessResult) -> tuple[list[str], int]:
+    """What the parse step tolerated (its `warning_list` metadata, the first 50 as "file:line:
+    reason"): the first `WARNINGS_SHOWN` and the count the step reported."""
+    from .sync.refusals import warning_lines
+
+    for materialization in run.asset_materializations_for_node("catalog_entries"):
+        meta = materialization.metadata
+        listed = meta["warning_list"].value if "warning_list" in meta else []
+        lines, counted = warning_lines(listed if isinstance(listed, list) else [])
+        reported = int(meta["warnings"].value) if "warnings" in meta else counted  # type: ignore[arg-type]
+        # The step lists 50; the reader's own "... and N more" line (the 101st) is counted when listed.
+        return lines[:WARNINGS_SHOWN], max(reported, counted)
+    return [], 0
 
 
 def _first_error(run: ExecuteInProcessResult) -> str:

@@ -405,3 +405,46 @@ def test_the_remove_job_does_nothing_when_the_file_is_back(tmp_path: Path, catal
         with SyncedStore.open(settings.database_url, qdrant_path=settings.qdrant_path) as store:
             gone = store.verify("sales/orders")
         assert (gone.pg, gone.qdrant) == (0, 0)
+
+
+# --- "not found" is never "removed" without positive evidence (I5) ---------------------------------------
+
+
+def test_a_catalog_whose_folder_cannot_be_listed_is_not_read_as_removed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+
+    from dq_pipeline.catalog import SourceUnreadable, read_catalog
+
+    (tmp_path / "finance").mkdir()
+    (tmp_path / "finance" / "ledger.csv").write_text("table,column,description\nledger,amount,Amount\n", encoding="utf-8")
+    assert len(read_catalog(tmp_path, "finance/ledger").entries) == 1
+    real = os.scandir
+
+    def unreadable(path="."):  # type: ignore[no-untyped-def]
+        if Path(path).name == "finance":
+            raise PermissionError(13, "Permission denied", str(path))
+        return real(path)
+
+    monkeypatch.setattr(os, "scandir", unreadable)
+    with pytest.raises(SourceUnreadable, match="cannot be listed"):
+        read_catalog(tmp_path, "finance/ledger")
+    monkeypatch.setattr(os, "scandir", real)
+    (tmp_path / "finance" / "ledger.csv").unlink()
+    assert read_catalog(tmp_path, "finance/ledger").source_digest == ABSENT  # listed, and gone: removed
+
+
+@pytest.mark.dagster
+def test_sync_refuses_to_remove_every_catalog_of_an_empty_folder(env: dict[str, str], catalog_dir: Path) -> None:
+    import shutil
+    import subprocess
+    import sys
+
+    dq = str(Path(sys.executable).with_name("dq-pipeline"))
+    run_env = {**__import__("os").environ, **env, "DQ_EMBEDDING_MODEL": "hashing:32"}
+    assert subprocess.run([dq, "sync", "--json"], env=run_env, capture_output=True, text=True, check=False).returncode == 0
+    shutil.rmtree(catalog_dir)
+    catalog_dir.mkdir()  # what an unmounted mount point looks like
+    done = subprocess.run([dq, "sync", "--json"], env=run_env, capture_output=True, text=True, check=False)
+    assert done.returncode == 2 and "refusing to remove them all" in done.stderr, done.stderr
+    verified = subprocess.run([dq, "verify", "--json"], env=run_env, capture_output=True, text=True, check=False)
+    assert verified.returncode == 0 and all(c["pg"] > 0 for c in __import__("json").loads(verified.stdout)["catalogs"].values())

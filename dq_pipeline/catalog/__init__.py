@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -85,10 +86,37 @@ class ParsedCatalog:
     warnings: list[Problem] = field(default_factory=list)
 
 
+class SourceUnreadable(TransientError):
+    """A folder on the catalog's path could not be listed: whether its file is gone is unknown."""
+
+
+def confirm_absent(catalog_dir: Path, catalog_id: str) -> None:
+    """Positive evidence that a catalog has no file: every folder on its path that exists was listed.
+
+    Discovery skips folders it cannot list (permissions, an NFS or SMB hiccup) without a word, and
+    "not found" must never become "removed" (its rows and points deleted) on such a day.
+    """
+    folder = catalog_dir.resolve()
+    for part in catalog_id.split("/")[:-1] + [None]:
+        try:
+            with os.scandir(folder) as listing:  # the primitive discovery's walk uses
+                names = {item.name for item in listing}
+        except OSError as exc:
+            raise SourceUnreadable(f"catalog {catalog_id}: folder {folder} cannot be listed ({type(exc).__name__}); not treated as removed") from None
+        if part is None or part not in names or not (folder / part).is_dir():
+            return  # listed, and the next folder of the path (or the file) is not there: absent
+        folder = folder / part
+
+
 def read_catalog(catalog_dir: Path, catalog_id: str) -> ParsedCatalog:
-    """Parse one catalog and fingerprint its source; a catalog whose file was removed is empty."""
+    """Parse one catalog and fingerprint its source; a catalog whose file was removed is empty.
+
+    Raises CatalogError (refused input), SourceChanged (the file changed while read) and
+    SourceUnreadable (its folder cannot be listed: never read as removed)."""
     validate_catalog_id(catalog_id)
     file = discover(catalog_dir).get(catalog_id)
+    if file is None:
+        confirm_absent(catalog_dir, catalog_id)
     before = source_digest(file)
     entries, warnings = ([], []) if file is None else parse_with_warnings(file)
     after = current_source_digest(catalog_dir, catalog_id)
@@ -110,6 +138,8 @@ __all__ = [
     "ParsedCatalog",
     "Problem",
     "SourceChanged",
+    "SourceUnreadable",
+    "confirm_absent",
     "current_source_digest",
     "discover",
     "load_catalog",
