@@ -112,9 +112,14 @@ def sync(catalog_dir: Path | None, catalogs: tuple[str, ...], force: bool, as_js
         raise ConfigurationError(f"catalog folder {settings.catalog_dir} does not exist (set DQ_CATALOG_DIR or --catalog-dir)")
     verbose = click.get_current_context().find_root().obj["verbose"]
     try:
-        results = run_sync(settings, _catalog_ids(catalogs), force=force, progress=None if as_json else _print_sync_line, verbose=verbose)
+        results = run_sync(
+            settings, _catalog_ids(catalogs), force=force, progress=None if as_json else _sync_printer(settings), verbose=verbose
+        )
     except ConfigError as exc:
         raise ConfigurationError(str(exc)) from None
+    _forget_removed_refusals(settings)
+    if as_json:
+        _exact_warning_counts(settings, results)
     ok = all(r["status"] == "ok" for r in results.values())
     if as_json:
         click.echo(json.dumps({"ok": ok, "catalogs": results}, indent=2, sort_keys=True))
@@ -131,6 +136,53 @@ def _print_sync_line(catalog_id: str, r: dict[str, Any]) -> None:
         )
     else:
         click.echo(f"{catalog_id}: FAILED: {r['error']}", err=True)
+    _print_warnings(r.get("warnings") or [], r.get("warning_count") or 0)
+
+
+def _print_warnings(lines: list[str], count: int, indent: str = "  ") -> None:
+    """One line per warning ("  warning: file:line: reason"), at most the ones listed, then how many more."""
+    for line in lines:
+        click.echo(f"{indent}warning: {line}")
+    if count > len(lines):
+        click.echo(f"{indent}... and {count - len(lines)} more warning(s)")
+
+
+def _sync_printer(settings: Settings) -> Callable[[str, dict[str, Any]], None]:
+    def progress(catalog_id: str, row: dict[str, Any]) -> None:
+        _exact_warning_counts(settings, {catalog_id: row})
+        _print_sync_line(catalog_id, row)
+
+    return progress
+
+
+def _exact_warning_counts(settings: Settings, results: dict[str, dict[str, Any]]) -> None:
+    """The parse step's metadata counts the reader's cap (100 warnings, then one line counting the
+    rest); past it the exact count is the one the write step recorded (sync/refusals.py)."""
+    from .catalog.notices import MAX_WARNINGS
+
+    capped = [cid for cid, r in results.items() if r["status"] == "ok" and r.get("warning_count", 0) > MAX_WARNINGS]
+    if not capped:
+        return
+    from .sync import open_record, refusals
+
+    engine = open_record(settings.database_url)
+    try:
+        for cid, count in refusals.warning_counts(engine, capped).items():
+            results[cid]["warning_count"] = count
+    finally:
+        engine.dispose()
+
+
+def _forget_removed_refusals(settings: Settings) -> None:
+    """A refused file that served nothing and was then removed is synced by nobody: forget its refusal."""
+    from .catalog import discover
+    from .sync import open_record, refusals
+
+    engine = open_record(settings.database_url)
+    try:
+        refusals.forget_missing(engine, settings.catalog_dir, discover(settings.catalog_dir))
+    finally:
+        engine.dispose()
 
 
 @cli.command()
@@ -139,13 +191,23 @@ def _print_sync_line(catalog_id: str, r: dict[str, Any]) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 def verify(catalogs: tuple[str, ...], deep: bool, as_json: bool) -> None:
     """Compare the ID sets, payloads and vector digests of both stores; exit 0 iff in sync."""
+    from .sync import refusals
+
     ids = _catalog_ids(catalogs)
     with _open_store(Settings.from_env()) as store:
         results = [store.verify(cid, deep=deep) for cid in (ids or store.known_catalogs())]
         # Points that name no catalog belong to none of the above: counted once, for the whole namespace.
         unattributed, sample = store.verify_unattributed() if not ids else (0, [])
+        # Catalogs whose latest read was refused: the stores agree on the version still served, so
+        # they do not change the exit code, but they are not what the folder holds.
+        refused = refusals.refused(store.engine, ids)
     in_sync = all(v.in_sync for v in results) and not unattributed
-    payload = {"in_sync": in_sync, "catalogs": {v.catalog_id: v.counts() for v in results}, "unattributed": unattributed}
+    payload = {
+        "in_sync": in_sync,
+        "catalogs": {v.catalog_id: v.counts() for v in results},
+        "unattributed": unattributed,
+        "refused": refused,
+    }
 
     def text() -> None:
         for v in results:
@@ -156,6 +218,7 @@ def verify(catalogs: tuple[str, ...], deep: bool, as_json: bool) -> None:
                 click.echo(f"  {kind}: {', '.join(found)}")
         if unattributed:
             click.echo(f"{unattributed} point(s) name no catalog: {', '.join(sample)}")
+        _print_refused(refused)
         click.echo("in sync" if in_sync else "OUT OF SYNC: run `dq-pipeline repair`")
 
     _emit(as_json, payload, text)
@@ -208,27 +271,62 @@ def repair(catalogs: tuple[str, ...], deep: bool, as_json: bool) -> None:
 def status(as_json: bool) -> None:
     """Catalogs, entry counts, last change, pending journal rows, model and stores (secrets masked)."""
     from .embedding.embedder import resolve_model
+    from .sync import refusals
 
     settings = Settings.from_env()
     with _open_store(settings) as store:
         report = store.status()
-    report["catalog_dir"] = str(settings.catalog_dir)
+        refused = refusals.refused(store.engine)
+        reads = refusals.last_reads(store.engine)
+        last_dir, last_read = refusals.last_catalog_dir(store.engine)
+    # The folder the last sync read (a sync may be given --catalog-dir), else the configured one.
+    configured = str(settings.catalog_dir)
+    report["catalog_dir"] = last_dir or configured
+    report["catalog_dir_source"] = "last sync" if last_dir else "configured"
+    report["configured_catalog_dir"] = configured
     report["model"] = resolve_model(settings.embedding_model)[1]
     report["namespace"] = settings.namespace
+    for cid, c in report["catalogs"].items():  # the warnings of each catalog's last successful sync
+        read = reads.get(cid, {})
+        c["warnings"], c["warning_count"] = read.get("warnings", []), read.get("warning_count", 0)
+    report["refused"] = refused
 
     def text() -> None:
         click.echo(f"database:    {report['database']}")
         click.echo(f"qdrant:      {report['qdrant']}")
         click.echo(f"namespace:   {report['namespace']} (collections {report['namespace']}_*)")
         click.echo(f"model:       {report['model']}")
-        click.echo(f"catalog dir: {report['catalog_dir']}")
+        if last_dir is None:
+            click.echo(f"catalog dir: {configured} (configured; nothing synced yet)")
+        elif Path(configured).expanduser().resolve() == Path(last_dir):
+            click.echo(f"catalog dir: {last_dir} (configured; last sync {last_read})")
+        else:
+            click.echo(f"catalog dir: {last_dir} (last sync {last_read}; configured: {configured})")
         for cid, c in report["catalogs"].items():
             click.echo(
                 f"  {cid}: {c['entries']} entries ({c['rejected']} rejected), last change {c['last_change'] or '-'}, "
-                f"pending journal {c['pending_journal']}"
+                f"pending journal {c['pending_journal']}" + (f", {c['warning_count']} warning(s)" if c["warning_count"] else "")
             )
+            _print_warnings(c["warnings"][:STATUS_WARNINGS], c["warning_count"], indent="    ")
+        _print_refused(refused)
 
     _emit(as_json, report, text)
+
+
+STATUS_WARNINGS = 5  # warnings listed per catalog in `status` text (--json lists the 50 recorded)
+
+
+def _print_refused(refused: dict[str, dict[str, Any]]) -> None:
+    """Catalogs whose latest read was refused: file, when, the version still served, and the reason."""
+    if not refused:
+        return
+    click.echo(f"refused ({len(refused)}): the version still served is kept until the file is fixed")
+    for cid, r in refused.items():
+        served = r["served"]
+        still = f"still serving {served['entries']} entries (source {served['source_digest'][:19]})" if served else "nothing served"
+        click.echo(f"  {cid}: {r['file'] or '-'} refused at {r['refused_at']}, {r['problems']} problem(s); {still}")
+        for line in r["reason"].splitlines()[1:4] or r["reason"].splitlines()[:1]:
+            click.echo(f"    {line.strip()}")
 
 
 @cli.command()

@@ -27,7 +27,7 @@ from pydantic import Field
 from ..catalog import ABSENT, ParsedCatalog, current_source_digest, read_catalog, validate_catalog_id
 from ..embedding import LazyEmbedder
 from ..errors import RefusedInput, error_kind, is_transient, one_line, redact
-from ..sync import CatalogVerification, Source, stored_dimension, stored_hashes, vector_cache
+from ..sync import CatalogVerification, Source, refusals, stored_dimension, stored_hashes, vector_cache
 from .partitions import QDRANT_POOL, catalog_partitions
 from .resources import CatalogFolder, EmbedderResource, SyncedStoreResource
 
@@ -77,7 +77,7 @@ class SyncConfig(Config):
     "A file that fails validation is refused whole with file, record and reason (I6); a removed file yields no "
     "entries, which removes the catalog.",
 )
-def catalog_entries(context: AssetExecutionContext, catalog_folder: CatalogFolder) -> ParsedCatalog:
+def catalog_entries(context: AssetExecutionContext, catalog_folder: CatalogFolder, store: SyncedStoreResource) -> ParsedCatalog:
     catalog_id = context.partition_key
     started = time.perf_counter()
     try:
@@ -87,6 +87,7 @@ def catalog_entries(context: AssetExecutionContext, catalog_folder: CatalogFolde
     try:
         parsed = read_catalog(catalog_folder.path(), catalog_id)
     except Exception as exc:
+        refusals.record_refusal(store.record, catalog_id, catalog_folder.path(), exc)  # shown by status/verify until it syncs
         extra = {"file": exc.path, "problems": getattr(exc, "count", len(exc.problems))} if hasattr(exc, "problems") else {}
         raise step_failure(exc, **extra) from None
     kinds: dict[str, int] = {}
@@ -195,6 +196,7 @@ def catalog_index(
         with store.open() as synced:
             result = synced.sync(catalog_id, catalog_entries.entries, lazy, force=config.force, source=source, use_vector_cache=True)
             verification = synced.verify(catalog_id)
+            refusals.record_sync(synced.engine, catalog_id, folder, catalog_entries)  # clears its refusal, keeps its warnings
     except Exception as exc:
         raise step_failure(exc) from exc
     if result.retire_error:

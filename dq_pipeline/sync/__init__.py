@@ -30,3 +30,8 @@ __all__ = [
     "stored_dimension",
     "stored_hashes",
 ]
+
+# Registers dq_refusals and dq_catalog_reads on schema.metadata before create_schema runs.
+from . import refusals  # noqa: E402
+
+__all__ += ["refusals"]
