@@ -16,8 +16,13 @@ from collections.abc import Callable
 POINTS = (
     "locked",            # the catalog lock is held, recovery not yet run
     "journal_written",   # the pending journal row is committed; nothing else happened yet
-    "pg_flushed",        # phase 1 done: the data transaction holds the changes, uncommitted
-    "qdrant_batch",      # before each Qdrant upsert batch (info: batch=number)
+    "qdrant_batch",      # before each Qdrant upsert batch (info: batch=number); no transaction open
+    "qdrant_written",    # every new point is acknowledged; the commit transaction not yet begun
+    "pg_flushed",        # inside the commit transaction: fence checked, rows applied, uncommitted
+    "before_commit",     # inside it still: the journal row says committed, not yet committed
+    "committed",         # the transaction committed; retired points still in Qdrant
+    "retired",           # retirement done; the journal row is gone
+)
     "qdrant_written",    # phase 2 done: every new point is acknowledged
     "before_commit",     # phase 3 staged: the journal row says committed inside the transaction
     "committed",         # the data transaction committed; retired points still in Qdrant
