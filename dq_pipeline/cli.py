@@ -178,9 +178,13 @@ def _forget_removed_refusals(settings: Settings) -> None:
     from .catalog import discover
     from .sync import open_record, refusals
 
+    try:
+        on_disk = discover(settings.catalog_dir)
+    except Exception:  # a folder that cannot be listed now is no evidence that a file is gone
+        return
     engine = open_record(settings.database_url)
     try:
-        refusals.forget_missing(engine, settings.catalog_dir, discover(settings.catalog_dir))
+        refusals.forget_missing(engine, settings.catalog_dir, on_disk)
     finally:
         engine.dispose()
 
