@@ -23,11 +23,6 @@ POINTS = (
     "committed",         # the transaction committed; retired points still in Qdrant
     "retired",           # retirement done; the journal row is gone
 )
-    "qdrant_written",    # phase 2 done: every new point is acknowledged
-    "before_commit",     # phase 3 staged: the journal row says committed inside the transaction
-    "committed",         # the data transaction committed; retired points still in Qdrant
-    "retired",           # phase 4 done; the journal row is gone
-)
 
 
 class SimulatedCrash(BaseException):
