@@ -36,13 +36,13 @@ from sqlalchemy.engine import make_url
 from dq_pipeline.definitions import build_definitions, resources_for
 from dq_pipeline.defs.assets import TRANSIENT_RETRY, catalog_embeddings, catalog_entries, catalog_index
 from dq_pipeline.defs.partitions import QDRANT_POOL, catalog_partitions
-from dq_pipeline.defs.resources import EmbedderResource
+from dq_pipeline.defs.resources import CatalogFolder, EmbedderResource
 from dq_pipeline.defs.schedules import DEFAULT_CRON, sync_cron
 from dq_pipeline.defs.sensors import MAX_AUTO_REPAIRS
 from dq_pipeline.settings import Settings
 from dq_pipeline.sync import SyncedStore
 
-from .conftest import FIXTURES
+from .conftest import FIXTURES, SAMPLE_CATALOGS
 
 pytestmark = [pytest.mark.dagster]
 
@@ -257,6 +257,7 @@ def test_schedule_requests_one_run_per_catalog_and_reads_its_cron(monkeypatch: p
             instance=instance,
             scheduled_execution_time=datetime(2026, 1, 2, 2, 0, tzinfo=UTC),
             repository_def=defs.get_repository_def(),
+            resources={"catalog_folder": CatalogFolder(catalog_dir=str(SAMPLE_CATALOGS))},  # the three files exist there
         )
         return schedule.evaluate_tick(context)
 

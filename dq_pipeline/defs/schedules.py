@@ -10,9 +10,11 @@ import os
 from dagster import DefaultScheduleStatus, RunRequest, ScheduleEvaluationContext, SkipReason, schedule
 from dagster._utils.schedules import is_valid_cron_string
 
+from ..catalog import discover
 from ..settings import ConfigError
 from .jobs import CATALOG_TAG, TRIGGER_TAG, sync_catalog_job
 from .partitions import catalog_partitions
+from .resources import CatalogFolder
 
 CRON_ENV = "DQ_SYNC_CRON"
 DEFAULT_CRON = "0 2 * * *"  # nightly, 02:00 UTC
@@ -38,10 +40,20 @@ def build_sync_schedule(cron: str | None = None):
         description=f"Sync every known catalog (one run per partition) on `{cron}` UTC (env {CRON_ENV}). "
         "Unchanged catalogs embed and write nothing.",
     )
-    def sync_all_catalogs_schedule(context: ScheduleEvaluationContext):
+    def sync_all_catalogs_schedule(context: ScheduleEvaluationContext, catalog_folder: CatalogFolder):
         keys = context.instance.get_dynamic_partitions(catalog_partitions.name)
         if not keys:
             return SkipReason("no catalog partitions yet (the catalog sensor or `dq-pipeline sync` adds them)")
+        # Only catalogs whose file is there: a sync of a missing file removes the catalog, and
+        # removals belong to the folder sensor, which requires evidence and holds bulk removals back.
+        folder = catalog_folder.path()
+        try:
+            present = set(discover(folder))
+        except FileNotFoundError:
+            return SkipReason(f"catalog folder {folder} does not exist: nothing synced")
+        if not present:
+            return SkipReason(f"catalog folder {folder} holds no catalog file (unmounted?): nothing synced, nothing removed")
+        keys = [key for key in keys if key in present]
         tick = context.scheduled_execution_time.isoformat() if context.scheduled_execution_time else "manual"
         return [
             RunRequest(

@@ -64,6 +64,8 @@ def index_matches_source(
             behind[catalog_id] = "file removed, catalog still recorded"
     else:
         behind["(folder)"] = f"catalog folder {folder} is empty but {len(committed)} catalogs are recorded"
+    for display in unreadable:  # a file that cannot be read cannot be shown current
+        behind[display] = "cannot be read: whether the index is behind it is unknown"
     sample = dict(list(behind.items())[:SAMPLE])
     return AssetCheckResult(
         passed=not behind,
