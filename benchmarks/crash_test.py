@@ -239,7 +239,7 @@ def snapshot(database_url: str, qdrant_path: str | None = None, qdrant_url: str 
 def journal_summary(snap: Snapshot) -> list[str]:
     return [
         f"{cid}:{j['run_id'][:8]}:{j['phase']}:new={sum(len(v) for v in j['new_points'].values())}"
-        f":retired={sum(len(v) for v in j['retired_points'].values())}:{j['created_at']:%H:%M:%S.%f}"
+        f":retired={sum(len(_journaled_ids(v)) for v in j['retired_points'].values())}:{j['created_at']:%H:%M:%S.%f}"
         for cid, rows in sorted(snap.journal.items())
         for j in rows
     ]
@@ -265,10 +265,15 @@ def violations(snap: Snapshot, catalog_id: str) -> tuple[list[str], list[str]]:
         for j in snap.journal.get(catalog_id, [])
         for column in ("new_points", "retired_points")
         for collection, ids in j[column].items()
-        for pid in ids
+        for pid in _journaled_ids(ids)
     }
     unrecorded = [f"{catalog_id}:{c}/{p}" for c, p in sorted(set(points) - referenced - recorded)]
     return lost, unrecorded
+
+
+def _journaled_ids(ids: Any) -> list[str]:
+    """A journal row's ids of one collection: a list, or (retired points) lists by writer."""
+    return [pid for group in ids.values() for pid in group] if isinstance(ids, dict) else list(ids)
 
 
 def expected_after_sync(catalogs_root: Path, catalog_id: str, old: Snapshot) -> dict[str, str]:
