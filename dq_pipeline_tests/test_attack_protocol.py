@@ -344,8 +344,10 @@ def test_sync_never_deletes_a_catalog_whose_folder_cannot_be_read(tmp_path: Path
 
     with mock.patch("os.scandir", unreadable):
         done = CliRunner().invoke(cli, ["sync", "--json"], catch_exceptions=False)
-    result = json.loads(done.stdout)
-    ledger = result["catalogs"].get("finance/ledger", {})
+    try:
+        ledger = json.loads(done.stdout)["catalogs"].get("finance/ledger", {})
+    except ValueError:  # refused with one error line: fine, as long as nothing was deleted
+        ledger = {"output": done.output}
     assert ledger.get("deleted", 0) == 0, f"a folder that could not be read was synced as removed: {ledger}"
     with SyncedStore.open(f"sqlite:///{tmp_path / 'dq.sqlite3'}", qdrant_path=str(tmp_path / "q")) as store:
         assert store.verify("finance/ledger").pg == 2
