@@ -95,6 +95,11 @@ def test_orphan_with_a_non_string_catalog_id_is_reported_and_removed(tmp_path: P
 # --- model change: no live collection, no atomic switch ------------------------------------------------
 
 
+@pytest.mark.xfail(
+    strict=True,
+    reason="open: the blue/green model change (a recorded live model, an alias switch, no re-embed on switching back) "
+    "is issue 14; strict, so this fails loudly once it is built and the marker must go",
+)
 def test_model_change_keeps_search_on_the_live_model_until_every_catalog_moved_and_switching_back_embeds_nothing(tmp_path: Path) -> None:
     """DESIGN (brief), "Qdrant collections": a new model builds its collection beside the live one
     while search keeps serving the live one, becomes live in one atomic switch once every catalog is
@@ -372,6 +377,11 @@ def _peak_mib(args: list[str], env: dict[str, str]) -> float:
 
 
 @pytest.mark.dagster
+@pytest.mark.xfail(
+    strict=True,
+    reason="open (issue 10 item 9): a sync holds the parsed catalog and its plan whole, ~2.7 GiB at 1M entries; "
+    "verify and repair page (bounded). Strict: it fails loudly once a streaming parse/plan lands",
+)
 def test_sync_of_a_million_entries_stays_under_one_gib(tmp_path: Path) -> None:
     """Issue 10.9: sync, verify and repair of a 1M-entry catalog each under 1 GiB peak RSS (embedding
     excluded), through the Dagster path. Measured at 20k and 80k entries (SQLite + Qdrant Edge,

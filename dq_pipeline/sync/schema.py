@@ -59,6 +59,8 @@ entries = Table(
     Column("reviewed_at", DateTime(timezone=True)),
     Column("updated_at", DateTime(timezone=True), nullable=False),
     Index("ix_dq_entries_point_id", "point_id"),
+    # verify and repair page through a catalog's rows in (collection, point id) order
+    Index("ix_dq_entries_catalog_collection_point", "catalog_id", "collection", "point_id"),
 )
 
 journal = Table(
@@ -139,8 +141,16 @@ _ADDED_COLUMNS = (
 )
 
 
+# Indexes added after their table first shipped (create_all only creates those of new tables).
+_ADDED_INDEXES = (
+    "CREATE INDEX IF NOT EXISTS ix_dq_entries_catalog_collection_point ON dq_entries (catalog_id, collection, point_id)",
+)
+
+
 def _add_missing_columns(conn) -> None:  # type: ignore[no-untyped-def]
     inspector = inspect(conn)
     for table, column, ddl in _ADDED_COLUMNS:
         if column not in {c["name"] for c in inspector.get_columns(table)}:
             conn.execute(text(ddl))
+    for ddl in _ADDED_INDEXES:
+        conn.execute(text(ddl))
