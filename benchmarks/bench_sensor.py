@@ -1,6 +1,6 @@
 """The catalog folder sensor at scale: N catalog files (default 100,000), one tick's time and cursor.
 
-    python benchmarks/bench_sensor.py [--files 100000] [--changed 100] [--work DIR]
+    python benchmarks/bench_sensor.py [--files 100000] [--changed 100] [--work DIR] [--compare REF] [--repeat N]
 
 Builds N small CSV catalogs in 1,000 folders, a SQLite system of record that holds every catalog
 at its current digest (as after a full sync; rows written directly, no embedding), and a Dagster
@@ -9,20 +9,28 @@ sensor: the first tick (every file hashed once, the per-file state written to th
 unchanged tick, a tick after touching files (same bytes: stat changed, hash again, no run), and a
 tick after changing files (hash them, request their runs). Targets (issue 11): a tick <= 10 s and
 a cursor <= 64 KB at 100,000 files.
+
+--compare REF (a git revision, e.g. HEAD~1) also times the code of REF on the same folder, record
+and instance: right after the first tick, unchanged ticks of REF's sensor and of this tree's
+alternate (--repeat N rounds), each in a fresh process (`git archive REF` into the work folder;
+the second tick of each process is taken, so imports and first-use caches count for neither).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, os.environ.get("DQ_BENCH_CODE") or str(REPO))  # --compare: the code of another revision
 
 from dagster import build_sensor_context, instance_for_test  # noqa: E402
 from sqlalchemy import insert  # noqa: E402
@@ -56,12 +64,62 @@ def tick(defs, instance, cursor):
     return data, time.perf_counter() - started
 
 
+def settings_for(work: Path) -> Settings:
+    return Settings.from_env(
+        env={}, database_url=f"sqlite:///{work / 'record.db'}", data_dir=str(work / "data"),
+        catalog_dir=str(work / "catalogs"), embedding_model="hashing:32",
+    )
+
+
+def steady_ticks(work: Path, cursor: str | None, count: int) -> list[float]:
+    """`count` unchanged ticks in this process, on the folder, record and instance under `work`."""
+    defs = build_definitions(resources_for(settings_for(work)))
+    seconds = []
+    with instance_for_test(temp_dir=str(work / "dagster")) as instance:
+        for _ in range(count):
+            data, elapsed = tick(defs, instance, cursor)
+            assert not data.run_requests, data.skip_message
+            seconds.append(elapsed)
+    return seconds
+
+
+def steady_tick_in_process(work: Path, cursor: str | None, code: Path) -> float:
+    """The second unchanged tick of a fresh process running the sensor code under `code`."""
+    env = dict(os.environ, DQ_BENCH_CODE=str(code))
+    out = subprocess.run(
+        [sys.executable, __file__, "--steady-ticks", str(work), "--cursor", cursor or ""],
+        env=env, check=True, capture_output=True, text=True,
+    ).stdout
+    return json.loads(out.strip().splitlines()[-1])[-1]
+
+
+def compare(work: Path, ref: str, cursor: str | None, rounds: int) -> list[tuple[str, float, float]]:
+    baseline = work / "baseline"
+    shutil.rmtree(baseline, ignore_errors=True)
+    baseline.mkdir()
+    archive = subprocess.run(["git", "-C", str(REPO), "archive", ref], check=True, capture_output=True).stdout
+    subprocess.run(["tar", "-x", "-C", str(baseline)], input=archive, check=True)
+    rows = []
+    for i in range(rounds):
+        old = steady_tick_in_process(work, cursor, baseline)
+        new = steady_tick_in_process(work, cursor, REPO)
+        rows.append((f"unchanged, round {i + 1}", old, new))
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--files", type=int, default=100_000)
     parser.add_argument("--changed", type=int, default=100)
     parser.add_argument("--work", type=Path, default=None)
+    parser.add_argument("--compare", metavar="REF", default=None, help="also time the sensor of this git revision")
+    parser.add_argument("--repeat", type=int, default=2, help="rounds of --compare")
+    parser.add_argument("--steady-ticks", type=Path, default=None, help=argparse.SUPPRESS)  # --compare's child
+    parser.add_argument("--cursor", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.steady_ticks is not None:
+        print(json.dumps(steady_ticks(args.steady_ticks, args.cursor or None, 2)))
+        return
     work = args.work or Path(tempfile.mkdtemp(prefix="bench_sensor_"))
     shutil.rmtree(work, ignore_errors=True)
     root = work / "catalogs"
@@ -69,9 +127,8 @@ def main() -> None:
     paths = build(root, args.files)
     print(f"built {args.files} files in {time.perf_counter() - started:.1f}s under {root}")
 
-    database_url = f"sqlite:///{work / 'record.db'}"
-    settings = Settings.from_env(env={}, database_url=database_url, data_dir=str(work / "data"), catalog_dir=str(root), embedding_model="hashing:32")
-    engine = open_record(database_url)
+    settings = settings_for(work)
+    engine = open_record(settings.database_url)
     started = time.perf_counter()
     files = discover(root)
     now = datetime.now(UTC)
@@ -87,10 +144,14 @@ def main() -> None:
 
     defs = build_definitions(resources_for(settings))
     results = []
-    with instance_for_test() as instance:
+    compared = []
+    (work / "dagster").mkdir()
+    with instance_for_test(temp_dir=str(work / "dagster")) as instance:
         instance.add_dynamic_partitions(catalog_partitions.name, sorted(files))
         first, seconds = tick(defs, instance, None)
         results.append(("first tick (hash every file, write state)", seconds, first))
+        if args.compare:
+            compared = compare(work, args.compare, first.cursor, args.repeat)
         second, seconds = tick(defs, instance, first.cursor)
         results.append(("unchanged", seconds, second))
         for path in paths[: args.changed]:
@@ -113,6 +174,10 @@ def main() -> None:
     worst = max(s for n, s, _ in results[1:])
     cursor = max(len(d.cursor or "") for _, _, d in results)
     print(f"\nsteady-state ticks: max {worst:.2f}s (target <= 10 s); cursor max {cursor} bytes (target <= 65536)")
+    if compared:
+        print(f"\n{'tick (fresh process each, 2nd tick)':45s} {args.compare:>10s} {'this tree':>10s}")
+        for name, old, new in compared:
+            print(f"{name:45s} {old:10.2f} {new:10.2f}")
     if args.work is None:
         shutil.rmtree(work, ignore_errors=True)
 

@@ -20,9 +20,11 @@ import pytest
 from dagster import DagsterInstance, DagsterRunStatus, build_sensor_context, instance_for_test
 from dagster._core.test_utils import create_run_for_test
 from qdrant_client import QdrantClient
+from sqlalchemy import create_engine
 
 from dq_pipeline.definitions import build_definitions, resources_for
 from dq_pipeline.defs import sensors
+from dq_pipeline.defs.folder_scan import sensor_files, sensor_meta
 from dq_pipeline.defs.partitions import catalog_partitions
 from dq_pipeline.defs.source_check import index_matches_source
 from dq_pipeline.settings import Settings
@@ -44,6 +46,15 @@ RUNBOOK = (
 
 @pytest.fixture
 def settings(database_url: str, tmp_path: Path, catalog_dir: Path) -> Settings:
+    if not database_url.startswith("sqlite"):
+        # The PostgreSQL database is shared by the session and its reset drops the record's tables,
+        # not the sensor's: a test must not start from the previous test's per-file state.
+        engine = create_engine(database_url)
+        try:
+            for table in (sensor_files, sensor_meta):
+                table.drop(engine, checkfirst=True)
+        finally:
+            engine.dispose()
     return Settings.from_env(
         env={}, database_url=database_url, data_dir=str(tmp_path / "data"), catalog_dir=str(catalog_dir), embedding_model=HASHING
     )
@@ -356,6 +367,16 @@ def test_the_sensors_discovery_from_its_walk_equals_discover(tmp_path: Path) -> 
     shutil.copytree(Path(__file__).resolve().parent.parent / "catalogs", root)
     (root / "dup.csv").write_text(RUNBOOK, encoding="utf-8")
     (root / "dup.json").write_text("[]", encoding="utf-8")
+    for name in ("trio.yaml", "trio.csv", "trio.json"):  # three files, one id: each later one refused
+        (root / name).write_text(RUNBOOK, encoding="utf-8")
+    (root / "trio.yml").symlink_to(root / "sales" / "orders.csv")
+    (root / "sub dir").mkdir()
+    (root / "sub dir" / "x.csv").write_text(RUNBOOK, encoding="utf-8")
+    (root / "sub").mkdir()
+    (root / "sub" / "x.csv").write_text(RUNBOOK, encoding="utf-8")
+    (root / "sub" / "x.CSV.json").write_text("[]", encoding="utf-8")
+    (root / "sub" / "X.CSV").write_text(RUNBOOK, encoding="utf-8")
+    (root / "sub" / "bad\nline.csv").write_text(RUNBOOK, encoding="utf-8")
     (root / "bad...name.csv").write_text(RUNBOOK, encoding="utf-8")
     (root / "notes.txt").write_text("not a catalog", encoding="utf-8")
     (root / ".hidden.csv").write_text(RUNBOOK, encoding="utf-8")
@@ -379,3 +400,4 @@ def test_the_sensors_discovery_from_its_walk_equals_discover(tmp_path: Path) -> 
     expected = view(discover(root))
     assert view(discover_scanned(scan_folder(root))) == expected
     assert expected["dup"][2] and expected["link_out"][2] and expected["broken"][2] and "linked_dir/orders" not in expected
+    assert "trio.yaml and trio.yml" in expected["trio"][2] and "sub/x" in expected and "sub/X" in expected

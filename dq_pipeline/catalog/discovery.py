@@ -28,8 +28,15 @@ def catalog_id_for(relative: PurePosixPath) -> str:
     return str(relative.with_suffix(""))
 
 
+# A valid id at once (one match instead of one per part): every part matches _ID_PART, so none is
+# empty, "." or ".."; used only to accept, anything it does not match is judged part by part below.
+_VALID_ID = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.\- ]*(?:/[A-Za-z0-9_][A-Za-z0-9_.\- ]*)*")
+
+
 def validate_catalog_id(catalog_id: str) -> str:
     """A catalog id is a relative path without extension; it may never climb out of the folder."""
+    if len(catalog_id) <= CATALOG_ID_MAX_LENGTH and "..." not in catalog_id and _VALID_ID.fullmatch(catalog_id):
+        return catalog_id
     if len(catalog_id) > CATALOG_ID_MAX_LENGTH:
         raise ValueError(
             f"invalid catalog id {catalog_id[:60]!r}... ({len(catalog_id)} characters): "
@@ -41,28 +48,33 @@ def validate_catalog_id(catalog_id: str) -> str:
     return catalog_id
 
 
-def _candidates(root: Path) -> list[Path]:
+def _candidates(root: Path) -> list[tuple[Path, bool]]:
+    """(path, whether it is a symlink) of each candidate file, in Path order."""
     known = suffixes()
-    return [
-        path
-        for path in sorted(root.rglob("*"))
-        if path.suffix.lower() in known
-        and not any(part.startswith(".") for part in path.relative_to(root).parts)
-        and (path.is_file() or path.is_symlink())
-    ]
+    found = []
+    for path in sorted(root.rglob("*")):
+        if path.suffix.lower() not in known or any(part.startswith(".") for part in path.relative_to(root).parts):
+            continue
+        link = path.is_symlink()
+        if link or path.is_file():
+            found.append((path, link))
+    return found
 
 
-def _describe(root: Path, path: Path) -> CatalogFile:
+def _describe(root: Path, path: Path, link: bool = True) -> CatalogFile:
+    """`link` False: a regular file (not a symlink) reached from the resolved root without following
+    a symlinked folder (rglob does not follow them), so it resolves to itself: nothing to resolve."""
     relative = PurePosixPath(path.relative_to(root).as_posix())
     display = str(relative)
     catalog_id = catalog_id_for(relative)
     file = CatalogFile(catalog_id, path, root, display)
-    try:
-        target = path.resolve(strict=True)
-    except (OSError, RuntimeError):  # a dangling link or a symlink loop
-        return _refused(file, "file", "broken symlink (missing target or a loop)")
-    if not target.is_relative_to(root) or not target.is_file():
-        return _refused(file, "file", "symlink points outside the catalog folder or to no file")
+    if link:
+        try:
+            target = path.resolve(strict=True)
+        except (OSError, RuntimeError):  # a dangling link or a symlink loop
+            return _refused(file, "file", "broken symlink (missing target or a loop)")
+        if not target.is_relative_to(root) or not target.is_file():
+            return _refused(file, "file", "symlink points outside the catalog folder or to no file")
     try:
         validate_catalog_id(catalog_id)
     except ValueError as exc:
@@ -85,8 +97,8 @@ def discover(catalog_dir: Path) -> dict[str, CatalogFile]:
     if not root.is_dir():
         raise FileNotFoundError(f"catalog folder {catalog_dir} does not exist")
     found: dict[str, CatalogFile] = {}
-    for path in _candidates(root):
-        file = _describe(root, path)
+    for path, link in _candidates(root):
+        file = _describe(root, path, link)
         if file.catalog_id in found:
             other = found[file.catalog_id]
             file = _refused(file, "file name", f"catalog id {file.catalog_id!r} is used by both {other.display} and {file.display}")

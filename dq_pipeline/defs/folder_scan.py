@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 import os
 import stat as stat_module
-from collections.abc import Iterable
+from collections.abc import ItemsView, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -97,77 +97,152 @@ def _stamp(st: os.stat_result) -> str:
 
 
 def scan_folder(root: Path) -> FolderScan:
-    """Walk the catalog folder; raises FileNotFoundError when it does not exist (or is not a folder)."""
+    """Walk the catalog folder; raises FileNotFoundError when it does not exist (or is not a folder).
+
+    One `os.scandir` per folder and one stat per file (its lstat; a symlink's target for links):
+    at 100,000 files this loop is a large share of a tick, so it works on strings, not Paths."""
     root = root.resolve()
     if not root.is_dir():
         raise FileNotFoundError(f"catalog folder {root} does not exist")
     scan = FolderScan(root)
+    stamps, links, listed, dir_stamps, unreadable = scan.stamps, scan.links, scan.listed, scan.dir_stamps, scan.unreadable
+    is_regular = stat_module.S_ISREG
+    base = str(root)
     pending = [ROOT]
     while pending:
         folder = pending.pop()
-        path = root / folder if folder else root
+        path = os.path.join(base, folder) if folder else base
         try:
-            scan.dir_stamps[folder] = str(os.stat(path).st_mtime_ns)
+            dir_stamps[folder] = str(os.stat(path).st_mtime_ns)
             with os.scandir(path) as it:
                 children = list(it)
         except OSError as exc:
-            scan.unreadable[folder] = f"{type(exc).__name__}: {exc.strerror or exc}"
+            unreadable[folder] = f"{type(exc).__name__}: {exc.strerror or exc}"
             continue
+        prefix = folder + "/" if folder else ""
         for entry in children:
-            if entry.name.startswith("."):
+            name = entry.name
+            if name.startswith("."):
                 continue
-            relative = f"{folder}/{entry.name}" if folder else entry.name
+            relative = prefix + name
             try:
-                if entry.is_symlink():
-                    scan.links.add(relative)
-                if entry.is_dir(follow_symlinks=False):
+                if entry.is_dir(follow_symlinks=False):  # a symlinked folder is not followed (it is a link)
                     pending.append(relative)
                     continue
-                st = entry.stat(follow_symlinks=True) if entry.is_symlink() else entry.stat(follow_symlinks=False)
+                if entry.is_symlink():
+                    links.add(relative)
+                    st = entry.stat(follow_symlinks=True)  # the target's stamp: a retargeted link changes it
+                else:
+                    st = entry.stat(follow_symlinks=False)
+                    if not is_regular(st.st_mode):
+                        continue  # a fifo, socket or device is no catalog file
             except FileNotFoundError:
                 if entry.is_symlink():
-                    scan.stamps[relative] = "broken-link"
+                    stamps[relative] = "broken-link"
                 continue  # removed while listing
             except OSError as exc:
                 # Seen in the listing but cannot be stat'ed: present (not removed), state unknown.
-                scan.stamps[relative] = f"unstatable:{type(exc).__name__}"
+                stamps[relative] = f"unstatable:{type(exc).__name__}"
                 continue
-            if stat_module.S_ISREG(st.st_mode) or entry.is_symlink():
-                scan.stamps[relative] = _stamp(st)
-        scan.listed.add(folder)
+            stamps[relative] = f"{st.st_size}:{st.st_mtime_ns}:{st.st_ino}:{st.st_ctime_ns}"  # = _stamp(st)
+        listed.add(folder)
     return scan
 
 
-def discover_scanned(scan: FolderScan) -> dict[str, CatalogFile]:
+class ScannedFiles(Mapping[str, CatalogFile]):
+    """`discover_scanned`'s answer: {catalog id: CatalogFile}, as `catalog.discover` gives it.
+
+    A plain file (regular, its id valid and its own) is held as its relative path and becomes a
+    CatalogFile (with its Path) only when asked for: a tick at 100,000 files looks at nearly all of
+    them by their relative path (`display`) alone."""
+
+    def __init__(self, root: Path, files: dict[str, CatalogFile | str]):
+        self.root = root
+        self._files = files  # catalog id -> its CatalogFile, or a plain file's relative path
+
+    def __getitem__(self, catalog_id: str) -> CatalogFile:
+        file = self._files[catalog_id]
+        if isinstance(file, str):
+            file = self._files[catalog_id] = CatalogFile(catalog_id, self.root / file, self.root, file)
+        return file
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._files)
+
+    def __len__(self) -> int:
+        return len(self._files)
+
+    def __contains__(self, catalog_id: object) -> bool:
+        return catalog_id in self._files
+
+    def absent(self, catalog_ids: Iterable[str]) -> set[str]:
+        """Those of `catalog_ids` with no file."""
+        return set(catalog_ids).difference(self._files)  # a dict: the difference looks each id up in C
+
+    def display(self, catalog_id: str) -> str:
+        """The file's path relative to the folder (CatalogFile.display), without building it."""
+        file = self._files[catalog_id]
+        return file if isinstance(file, str) else file.display
+
+    def displays(self) -> Iterator[tuple[str, str]]:
+        """(catalog id, display) of every file."""
+        for catalog_id, file in self._files.items():
+            yield catalog_id, file if isinstance(file, str) else file.display
+
+    def entries(self) -> ItemsView[str, CatalogFile | str]:
+        """(catalog id, CatalogFile or, for a plain file not built yet, its display) of every file."""
+        return self._files.items()
+
+
+def discover_scanned(scan: FolderScan) -> ScannedFiles:
     """`catalog.discover` over this walk's listing, without walking again: the same files, ids and
-    refusals (tested against discover), at a fraction of its cost (strings sorted instead of Paths;
-    only symlinks resolved: a regular file below the resolved root resolves to itself)."""
+    refusals (tested against discover), at a fraction of its cost. Only symlinks are resolved (a
+    regular file below the resolved root, reached without following a symlinked folder, resolves to
+    itself); Paths are built only when a file is asked for; and only the files that share a catalog
+    id are sorted (in Path order: the later ones are refused, naming the one before), the others
+    keep the walk's order."""
     known = suffixes()
-    candidates = sorted(
-        (rel for rel in scan.stamps if os.path.splitext(rel)[1].lower() in known), key=lambda rel: rel.split("/")
-    )
-    found: dict[str, CatalogFile] = {}
-    folders: dict[str, Path] = {"": scan.root}
-    for relative in candidates:
-        folder, _, name = relative.rpartition("/")
-        parent = folders.get(folder)
-        if parent is None:
-            parent = folders[folder] = scan.root / folder
-        path = parent / name
-        if relative in scan.links:
-            file = _describe(scan.root, path)
-        else:
-            catalog_id = os.path.splitext(relative)[0]  # = catalog_id_for(relative)
-            file = CatalogFile(catalog_id, path, scan.root, relative)
-            try:
-                validate_catalog_id(catalog_id)
-            except ValueError as exc:
-                file = _refused(file, "file name", str(exc))
-        if file.catalog_id in found:
-            other = found[file.catalog_id]
-            file = _refused(file, "file name", f"catalog id {file.catalog_id!r} is used by both {other.display} and {file.display}")
-        found[file.catalog_id] = file
-    return found
+    root, links = scan.root, scan.links
+    paths: dict[str, str] = {}  # catalog id -> the relative path of the first file with it
+    shared: dict[str, list[str]] = {}  # catalog id -> every file with it, where more than one
+    for relative in scan.stamps:
+        # = os.path.splitext(relative): no name in the walk starts with "." (hidden ones are skipped),
+        # so the extension is what follows the last dot of the name, when there is one.
+        dot = relative.rfind(".")
+        if dot > relative.rfind("/") + 1 and relative[dot:].lower() in known:
+            catalog_id = relative[:dot]  # = catalog_id_for(relative)
+            first = paths.setdefault(catalog_id, relative)
+            if first != relative:
+                shared.setdefault(catalog_id, [first]).append(relative)
+
+    def describe(catalog_id: str, relative: str) -> CatalogFile | str:
+        if relative in links:
+            return _describe(root, root / relative)
+        try:
+            validate_catalog_id(catalog_id)
+        except ValueError as exc:
+            return _refused(CatalogFile(catalog_id, root / relative, root, relative), "file name", str(exc))
+        return relative  # a plain file: ScannedFiles builds its CatalogFile when asked
+
+    found: dict[str, CatalogFile | str] = {}
+    for catalog_id, relative in paths.items():
+        group = shared.get(catalog_id)
+        if group is None:
+            found[catalog_id] = describe(catalog_id, relative)
+            continue
+        # "/" -> "\0" (below every character of a name): comparing these strings compares the paths
+        # part by part, as sorting Paths does ("a/x" before "a b/x").
+        before: CatalogFile | None = None
+        for member in sorted(group, key=lambda r: r.replace("/", "\0")):
+            file = describe(catalog_id, member)
+            if isinstance(file, str):
+                file = CatalogFile(catalog_id, root / member, root, member)
+            if before is not None:
+                reason = f"catalog id {catalog_id!r} is used by both {before.display} and {file.display}"
+                file = _refused(file, "file name", reason)
+            before = file
+        found[catalog_id] = before
+    return ScannedFiles(root, found)
 
 
 # --- per-file state in the system of record ------------------------------------------------------
@@ -209,7 +284,7 @@ _COLUMNS = (
 )
 
 
-@dataclass
+@dataclass(slots=True)
 class FileState:
     catalog_id: str
     stamp: str | None
@@ -233,39 +308,83 @@ class FileState:
 
 
 class SensorState:
-    """Load every row once per tick, write back only the rows that changed."""
+    """Load every row once per tick, write back only the rows that changed.
+
+    `loaded` holds every row as stored (plain tuples in the order of `_COLUMNS`); a row becomes a
+    FileState (in `rows`) only when the tick asks for it (`get`) or writes it (`put`): at 100,000
+    files a steady tick reads nearly every row through `untouched` and changes none, so building and
+    comparing 100,000 FileStates would be most of its work. A row never asked for is unchanged."""
 
     def __init__(self, engine: Engine):
         self.engine = engine
         _metadata.create_all(engine, checkfirst=True)
-        self.rows: dict[str, FileState] = {}
-        self._loaded: dict[str, tuple] = {}
         with engine.connect() as conn:
-            for r in conn.execute(select(*(sensor_files.c[name] for name in _COLUMNS))).all():
-                values = tuple(r)
-                self._loaded[values[0]] = values
-                self.rows[values[0]] = FileState(
-                    values[0], values[1], values[2], values[3], json.loads(values[4]) if values[4] else [], *values[5:]
-                )
             self.meta = {r.key: r.value for r in conn.execute(select(sensor_meta))}
+            # The rows as the driver's plain tuples, read on the same connection, in the same
+            # transaction as the meta above.
+            statement = select(*(sensor_files.c[name] for name in _COLUMNS)).compile(dialect=engine.dialect)
+            cursor = conn.connection.cursor()
+            try:
+                cursor.execute(str(statement))  # no parameters
+                fetched = cursor.fetchall()
+            finally:
+                cursor.close()
+        self.loaded: dict[str, tuple] = {
+            values[0]: values if type(values) is tuple else tuple(values) for values in fetched
+        }
+        self.rows: dict[str, FileState] = {}  # the rows asked for or written this tick
+        self._dropped: set[str] = set()
         self._meta_loaded = dict(self.meta)
+
+    def get(self, catalog_id: str) -> FileState | None:
+        """The row of a catalog (None: none), as a FileState the tick may change."""
+        row = self.rows.get(catalog_id)
+        if row is None and catalog_id not in self._dropped:
+            values = self.loaded.get(catalog_id)
+            if values is not None:
+                companions = values[4]
+                row = self.rows[catalog_id] = FileState(
+                    catalog_id, values[1], values[2], values[3], json.loads(companions) if companions else [], *values[5:]
+                )
+        return row
+
+    def untouched(self) -> dict[str, tuple]:
+        """{catalog id: its stored row as a tuple (`_COLUMNS`)} of the rows the tick has not asked for
+        (nor dropped) yet: a snapshot, and a row asked for later is a FileState from then on."""
+        if not self.rows and not self._dropped:
+            return self.loaded
+        return {k: v for k, v in self.loaded.items() if k not in self.rows and k not in self._dropped}
+
+    def put(self, row: FileState) -> None:
+        self.rows[row.catalog_id] = row
+        self._dropped.discard(row.catalog_id)
 
     def drop(self, catalog_ids: Iterable[str]) -> None:
         for catalog_id in catalog_ids:
             self.rows.pop(catalog_id, None)
+            self._dropped.add(catalog_id)
+
+    def ids(self) -> set[str]:
+        """Every catalog with a row."""
+        ids = set(self.loaded)
+        ids.update(self.rows)
+        ids.difference_update(self._dropped)  # `rows` holds no dropped id
+        return ids
 
     def save(self) -> int:
         """Write the changed rows in one transaction; the number of rows written."""
-        inserts, updates, deletes = [], [], [k for k in self._loaded if k not in self.rows]
-        loaded: dict[str, tuple] = {}
+        inserts, updates, deletes = [], [], [k for k in self._dropped if k in self.loaded]
+        written: dict[str, tuple] = {}
         for catalog_id, state in self.rows.items():
             values = state.values()
-            loaded[catalog_id] = values
-            before = self._loaded.get(catalog_id)
+            before = self.loaded.get(catalog_id)
             if before is None:
                 inserts.append(dict(zip(_COLUMNS, values, strict=True)))
             elif before != values:
                 updates.append(dict(zip(_COLUMNS, values, strict=True)))
+            else:
+                continue
+            written[catalog_id] = values
         with self.engine.begin() as conn:
             for start in range(0, len(deletes), 500):
                 conn.execute(delete(sensor_files).where(sensor_files.c.catalog_id.in_(deletes[start : start + 500])))
@@ -282,7 +401,10 @@ class SensorState:
                 if self._meta_loaded.get(key) != value:
                     conn.execute(delete(sensor_meta).where(sensor_meta.c.key == key))
                     conn.execute(insert(sensor_meta).values(key=key, value=value))
-        self._loaded = loaded
+        for catalog_id in deletes:
+            del self.loaded[catalog_id]
+        self.loaded.update(written)
+        self._dropped.clear()
         self._meta_loaded = dict(self.meta)
         return len(inserts) + len(updates) + len(deletes)
 
