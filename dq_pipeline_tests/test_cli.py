@@ -1,4 +1,4 @@
-"""The command-line contract (DESIGN.md): outputs, JSON shapes and exit codes, end to end.
+"""The command-line contract (docs/DESIGN.md): outputs, JSON shapes and exit codes, end to end.
 
 Runs with the real bundled model, real embedded Qdrant, and SQLite or PostgreSQL as the system of
 record. Most cases run the click command in-process (the model loads once); the first-run case

@@ -125,6 +125,16 @@ def classify_failure(step_failures: Iterable[Any]) -> tuple[bool, str]:
     return True, ", ".join(sorted(set(kinds))) or "run-level failure"
 
 
+def _refused(step_failures: Iterable[Any]) -> bool:
+    """Whether a step failed on refused input (only a change of the file can cure that)."""
+    for event in step_failures:
+        data = getattr(event, "step_failure_data", None)
+        user = getattr(data, "user_failure_data", None) if data is not None else None
+        if _plain(dict(getattr(user, "metadata", None) or {}).get(REFUSED_KEY)) is True:
+            return True
+    return False
+
+
 def run_step_failures(instance, run_id: str) -> list[Any]:
     return [
         entry.dagster_event
@@ -140,9 +150,14 @@ def read_cursor(cursor: str | None) -> tuple[int, float]:
     """(tick sequence, update time of the last finished run folded in) from the cursor; unreadable: start over."""
     try:
         state = json.loads(cursor) if cursor else {}
-        return int(state.get("seq", 0)), float(state.get("runs_seen", 0.0))
-    except (ValueError, TypeError, AttributeError):
+        seq, runs_seen = int(state.get("seq", 0)), float(state.get("runs_seen", 0.0))
+    except (ValueError, TypeError, AttributeError, OverflowError):
         return 0, 0.0
+    # A time that is not finite or lies ahead (set by hand, a clock corrected backwards) would stop
+    # every tick or hide every outcome: look back from now instead.
+    if not math.isfinite(runs_seen) or runs_seen < 0 or runs_seen > time.time() + 60:
+        return seq, 0.0
+    return seq, runs_seen
 
 
 def write_cursor(seq: int, runs_seen: float) -> str:
@@ -270,12 +285,22 @@ def _record_outcomes(context, state: SensorState, runs_seen: float, now: float) 
         if run.status == DagsterRunStatus.SUCCESS:
             row.done, row.attempts, row.next_at, row.held, row.held_reason = row.fingerprint, 0, None, None, None
             continue
-        transient, kind = True, "canceled"
+        transient, kind, refused = True, "canceled", False
         if run.status == DagsterRunStatus.FAILURE:
-            transient, kind = classify_failure(run_step_failures(context.instance, run.run_id))
-        if transient:
+            failures = run_step_failures(context.instance, run.run_id)
+            transient, kind = classify_failure(failures)
+            refused = _refused(failures)
+        if not transient and not refused:
+            # Terminal for that run, not for the file: a stale parse (the file moved away and back)
+            # is requested again at once; a lost lock or a configuration error with the usual
+            # backoff (a person may fix the configuration meanwhile).
+            transient = True
+        if kind == "StaleSource":
+            row.attempts, row.next_at = 0, now  # the file is fine: ask again on this very tick
+            context.log.info(f"{row.catalog_id}: run {run.run_id} parsed a version that was replaced; requesting it again")
+        elif transient:
             row.attempts += 1
-            row.next_at = now + min(RETRY_MAX_S, RETRY_BASE_S * 2 ** (row.attempts - 1))
+            row.next_at = now + min(RETRY_MAX_S, RETRY_BASE_S * 2 ** min(row.attempts - 1, 16))
             context.log.warning(
                 f"{row.catalog_id}: run {run.run_id} failed ({kind}); requesting it again in "
                 f"{row.next_at - now:.0f}s (attempt {row.attempts + 1})"

@@ -136,14 +136,13 @@ def create_schema(engine: Engine) -> None:
 # Columns added after a table first shipped: (table, column, constant DDL). Existing databases get
 # them on first open; all are nullable, so old rows stay valid.
 _ADDED_COLUMNS = (
-    ("dq_catalogs", "source_digest", "ALTER TABLE dq_catalogs ADD COLUMN source_digest VARCHAR(80)"),
-    ("dq_entries", "written_by", "ALTER TABLE dq_entries ADD COLUMN written_by VARCHAR(36)"),
+    ("dq_catalogs", "source_digest", text("ALTER TABLE dq_catalogs ADD COLUMN source_digest VARCHAR(80)")),
+    ("dq_entries", "written_by", text("ALTER TABLE dq_entries ADD COLUMN written_by VARCHAR(36)")),
 )
-
 
 # Indexes added after their table first shipped (create_all only creates those of new tables).
 _ADDED_INDEXES = (
-    "CREATE INDEX IF NOT EXISTS ix_dq_entries_catalog_collection_point ON dq_entries (catalog_id, collection, point_id)",
+    text("CREATE INDEX IF NOT EXISTS ix_dq_entries_catalog_collection_point ON dq_entries (catalog_id, collection, point_id)"),
 )
 
 
@@ -151,6 +150,6 @@ def _add_missing_columns(conn) -> None:  # type: ignore[no-untyped-def]
     inspector = inspect(conn)
     for table, column, ddl in _ADDED_COLUMNS:
         if column not in {c["name"] for c in inspector.get_columns(table)}:
-            conn.execute(text(ddl))
+            conn.execute(ddl)
     for ddl in _ADDED_INDEXES:
-        conn.execute(text(ddl))
+        conn.execute(ddl)
