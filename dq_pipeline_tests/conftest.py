@@ -117,3 +117,13 @@ def env(database_url: str, tmp_path: Path, catalog_dir: Path, monkeypatch: pytes
     for name, value in values.items():
         monkeypatch.setenv(name, value)
     return values
+
+
+@pytest.fixture(autouse=True)
+def _no_disposed_dagster_instance_left_behind() -> None:
+    """Dagster keeps the state storage of the instance last entered (`with instance:`) in a context
+    variable; an instance disposed from another context (a fixture's teardown) leaves a dead
+    weakref there, and the next test's `Definitions` fails to resolve it. Each test starts clean."""
+    from dagster._core.storage.defs_state.base import _current_storage
+
+    _current_storage.set(None)
