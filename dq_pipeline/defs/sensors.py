@@ -114,8 +114,7 @@ def classify_failure(step_failures: Iterable[Any]) -> tuple[bool, str]:
     kinds = []
     for event in step_failures:
         data = getattr(event, "step_failure_data", None)
-        user = getattr(data, "user_failure_data", None) if data is not None else None
-        metadata = dict(getattr(user, "metadata", None) or {})
+        metadata = _failure_metadata(event)
         kind = _plain(metadata.get(ERROR_KIND_KEY))
         if _plain(metadata.get(REFUSED_KEY)) is True:
             return False, str(kind or "RefusedInput")
@@ -125,14 +124,16 @@ def classify_failure(step_failures: Iterable[Any]) -> tuple[bool, str]:
     return True, ", ".join(sorted(set(kinds))) or "run-level failure"
 
 
+def _failure_metadata(event: Any) -> dict[str, Any]:
+    """The metadata a step attached to its Failure (defs/assets.py step_failure), or {}."""
+    data = getattr(event, "step_failure_data", None)
+    user = getattr(data, "user_failure_data", None) if data is not None else None
+    return dict(getattr(user, "metadata", None) or {})
+
+
 def _refused(step_failures: Iterable[Any]) -> bool:
     """Whether a step failed on refused input (only a change of the file can cure that)."""
-    for event in step_failures:
-        data = getattr(event, "step_failure_data", None)
-        user = getattr(data, "user_failure_data", None) if data is not None else None
-        if _plain(dict(getattr(user, "metadata", None) or {}).get(REFUSED_KEY)) is True:
-            return True
-    return False
+    return any(_plain(_failure_metadata(event).get(REFUSED_KEY)) is True for event in step_failures)
 
 
 def run_step_failures(instance, run_id: str) -> list[Any]:
