@@ -153,7 +153,10 @@ def _lose_lock(store: SyncedStore) -> None:
     if store.engine.dialect.name == "postgresql":
         with store.engine.connect() as conn:
             conn.execute(
-                text("SELECT pg_terminate_backend(pid) FROM pg_locks WHERE locktype = 'advisory' AND pid <> pg_backend_pid()")
+                text(
+                    "SELECT pg_terminate_backend(pid) FROM pg_locks WHERE locktype = 'advisory' AND pid <> pg_backend_pid() "
+                    "AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
+                )
             )
     else:
         database = Path(store.engine.url.database).resolve()

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from sqlalchemy import Engine, select
 
 from ..catalog import Entry
+from ..errors import ConfigurationError
 from .schema import entries
 
 
@@ -106,3 +107,19 @@ def committed_source_digests(engine: Engine) -> dict[str, str | None]:
 
     with engine.connect() as conn:
         return {r.catalog_id: r.source_digest for r in conn.execute(select(catalogs.c.catalog_id, catalogs.c.source_digest))}
+
+
+def refuse_foreign_namespace(engine: Engine, namespace: str, catalog_id: str) -> None:
+    """Refuse a catalog whose rows point into another namespace's collections (DQ_NAMESPACE changed
+    in place): this store must neither read those collections as its own nor write into them."""
+    with engine.connect() as conn:
+        foreign = conn.scalar(
+            select(entries.c.collection)
+            .where(entries.c.catalog_id == catalog_id, ~entries.c.collection.startswith(f"{namespace}_", autoescape=True))
+            .limit(1)
+        )
+    if foreign is not None:
+        raise ConfigurationError(
+            f"catalog {catalog_id}: its rows point into collection {foreign!r}, outside namespace {namespace!r}; "
+            "set DQ_NAMESPACE back, or rebuild this deployment into a new database"
+        )

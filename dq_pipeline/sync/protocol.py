@@ -41,14 +41,14 @@ from datetime import UTC, datetime
 import numpy as np
 from sqlalchemy import Connection, and_, bindparam, delete, insert, select, update
 
-from ..catalog import Entry
+from ..catalog import ABSENT, Entry
 from ..embedding import Embedder
-from ..errors import ConfigurationError, DqError, LockLost, LockTimeout, StaleSource, is_transient, one_line
+from ..errors import DqError, LockLost, LockTimeout, StaleSource, is_transient, one_line
 from . import journal, review, vector_cache
 from .guard import delete_points
 from .hooks import Hooks
 from .locks import CatalogLock, catalog_lock
-from .plan import Plan, StoredRow, plan_changes, stored_rows
+from .plan import Plan, StoredRow, plan_changes, refuse_foreign_namespace, stored_rows
 from .point_ids import point_id, point_payload
 from .qdrant_index import Point, chunks
 from .schema import ACTIVE, COMMITTED, REJECTED, catalogs, entries
@@ -57,7 +57,6 @@ log = logging.getLogger(__name__)
 
 EMBED_CHUNK = 16_384  # texts per embedder call (the model sorts each call by length: bigger pads less)
 WRITE_CHUNK = 2_048  # rows per INSERT/UPDATE round and vectors read back from the spool at a time
-ABSENT = "absent"  # the source digest of a catalog without a file (catalog.ABSENT)
 
 
 class SyncFailed(DqError):
@@ -140,9 +139,8 @@ def sync_catalog(
 
         with clock("plan"):
             rejected = review.rejected_versions(store.engine, catalog_id)
-            stored = stored_rows(store.engine, catalog_id)
-            _refuse_foreign_namespace(store, catalog_id, stored.values())
-            plan = plan_changes(stored, wanted, embedder.model_id, force, rejected)
+            refuse_foreign_namespace(store.engine, store.index.prefix, catalog_id)
+            plan = plan_changes(stored_rows(store.engine, catalog_id), wanted, embedder.model_id, force, rejected)
         result.unchanged = plan.unchanged
         if plan.is_empty:
             _record_source(store.engine, lock, catalog_id, source)  # I4: no entry embedded or written
@@ -156,18 +154,6 @@ def sync_catalog(
         if cache is not None:
             vector_cache.evict(store.engine, embedder.model_id, {e.content_hash for e in plan.to_embed})
     return result
-
-
-def _refuse_foreign_namespace(store, catalog_id: str, rows) -> None:  # rows: Iterable[StoredRow]
-    """Rows whose points live in another namespace's collections (DQ_NAMESPACE changed in place):
-    writing here would leave them there, where that namespace's owner may delete them. Refused."""
-    prefix = f"{store.index.prefix}_"
-    foreign = next((r.collection for r in rows if not r.collection.startswith(prefix)), None)
-    if foreign is not None:
-        raise ConfigurationError(
-            f"catalog {catalog_id}: its rows point into collection {foreign!r}, outside namespace {store.index.prefix!r}; "
-            "set DQ_NAMESPACE back, or rebuild this deployment into a new database"
-        )
 
 
 def remove_rejected(store, catalog_id: str, hooks: Hooks | None = None) -> SyncResult:

@@ -29,10 +29,10 @@ from typing import Any
 import numpy as np
 from sqlalchemy import func, select
 
-from ..errors import ConfigurationError
 from . import journal
 from .guard import delete_points, named_by_pending, restore_points
 from .locks import catalog_lock
+from .plan import refuse_foreign_namespace
 from .point_ids import vector_digest
 from .qdrant_index import PAYLOAD_FIELDS, chunks
 from .schema import entries
@@ -97,7 +97,7 @@ def _compare(store, catalog_id: str, deep: bool, on_page=None) -> CatalogVerific
     """Both passes; `on_page(problems)` is called after each page (repair acts on it at once)."""
     v = CatalogVerification(catalog_id)
     index = store.index
-    _refuse_foreign_namespace(store, catalog_id)
+    refuse_foreign_namespace(store.engine, store.index.prefix, catalog_id)
 
     # 1. rows -> points
     for rows in _row_pages(store, catalog_id):
@@ -148,23 +148,6 @@ def _compare(store, catalog_id: str, deep: bool, on_page=None) -> CatalogVerific
             if on_page is not None:
                 on_page(problems)
     return v
-
-
-def _refuse_foreign_namespace(store, catalog_id: str) -> None:
-    """Rows that point into another namespace's collections (DQ_NAMESPACE changed in place): this
-    store must neither read those collections as its own nor write into them."""
-    prefix = f"{store.index.prefix}_"
-    with store.engine.connect() as conn:
-        foreign = conn.scalar(
-            select(entries.c.collection)
-            .where(entries.c.catalog_id == catalog_id, ~entries.c.collection.startswith(prefix, autoescape=True))
-            .limit(1)
-        )
-    if foreign is not None:
-        raise ConfigurationError(
-            f"catalog {catalog_id}: its rows point into collection {foreign!r}, outside namespace {store.index.prefix!r}; "
-            "set DQ_NAMESPACE back, or rebuild this deployment into a new database"
-        )
 
 
 def _owners(store, collection: str, ids: list[str]) -> dict[str, str]:
