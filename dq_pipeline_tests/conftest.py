@@ -120,10 +120,21 @@ def env(database_url: str, tmp_path: Path, catalog_dir: Path, monkeypatch: pytes
 
 
 @pytest.fixture(autouse=True)
-def _no_disposed_dagster_instance_left_behind() -> None:
+def _no_disposed_dagster_instance_left_behind(monkeypatch: pytest.MonkeyPatch) -> None:
     """Dagster keeps the state storage of the instance last entered (`with instance:`) in a context
-    variable; an instance disposed from another context (a fixture's teardown) leaves a dead
-    weakref there, and the next test's `Definitions` fails to resolve it. Each test starts clean."""
-    from dagster._core.storage.defs_state.base import _current_storage
+    variable; an instance disposed while it is still there (a run's own instance, a fixture's) leaves
+    a dead weakref, and the next `Definitions` built in that context fails to resolve it ("undefined
+    DagsterInstance weakref"). Tests build many Definitions beside many short-lived instances: a
+    storage whose instance is gone is treated as none, as it would be in a fresh process."""
+    from dagster._core.storage.defs_state.base import DefsStateStorage, _current_storage
 
     _current_storage.set(None)
+    real = DefsStateStorage.get.__func__  # type: ignore[attr-defined]
+
+    def live_only(cls):  # type: ignore[no-untyped-def]
+        storage = real(cls)
+        if storage is not None and getattr(storage, "_instance_weakref", None) is not None and storage._instance_weakref() is None:
+            return None
+        return storage
+
+    monkeypatch.setattr(DefsStateStorage, "get", classmethod(live_only))
