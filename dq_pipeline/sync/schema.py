@@ -140,9 +140,15 @@ _ADDED_COLUMNS = (
     ("dq_entries", "written_by", text("ALTER TABLE dq_entries ADD COLUMN written_by VARCHAR(36)")),
 )
 
-# Indexes added after their table first shipped (create_all only creates those of new tables).
+# Indexes added after their table first shipped (create_all only creates those of new tables):
+# (table, index, constant DDL). Created only when missing: even `CREATE INDEX IF NOT EXISTS` takes a
+# lock on the table that waits for every open write transaction on it (and queues the next ones).
 _ADDED_INDEXES = (
-    text("CREATE INDEX IF NOT EXISTS ix_dq_entries_catalog_collection_point ON dq_entries (catalog_id, collection, point_id)"),
+    (
+        "dq_entries",
+        "ix_dq_entries_catalog_collection_point",
+        text("CREATE INDEX IF NOT EXISTS ix_dq_entries_catalog_collection_point ON dq_entries (catalog_id, collection, point_id)"),
+    ),
 )
 
 
@@ -151,5 +157,6 @@ def _add_missing_columns(conn) -> None:  # type: ignore[no-untyped-def]
     for table, column, ddl in _ADDED_COLUMNS:
         if column not in {c["name"] for c in inspector.get_columns(table)}:
             conn.execute(ddl)
-    for ddl in _ADDED_INDEXES:
-        conn.execute(ddl)
+    for table, index, ddl in _ADDED_INDEXES:
+        if index not in {i["name"] for i in inspector.get_indexes(table)}:
+            conn.execute(ddl)
