@@ -248,6 +248,7 @@ def test_failed_sync_and_failed_removal_are_requested_again(harness: Harness, mo
     assert not harness.tick().run_requests
     assert _run_check(harness).passed
 
+    _later(monkeypatch, 0)  # the clock back to now
     orders.unlink()
     data = harness.tick()
     (removal,) = data.run_requests
@@ -258,10 +259,9 @@ def test_failed_sync_and_failed_removal_are_requested_again(harness: Harness, mo
         assert not harness.launch(removal).success
     finally:
         holder.close()
-    _later(monkeypatch, sensors.RETRY_BASE_S + 1)  # the next tick folds the failure in: backoff from now
-    data = harness.tick()
+    data = harness.tick()  # folds the failure in: the backoff counts from the failure
     assert not data.run_requests, data.skip_message
-    _later(monkeypatch, 2 * sensors.RETRY_BASE_S + 2)
+    _later(monkeypatch, sensors.RETRY_BASE_S + 1)
     data = harness.tick()
     (removal_again,) = data.run_requests
     assert removal_again.job_name == "remove_catalog" and removal_again.run_key != removal.run_key

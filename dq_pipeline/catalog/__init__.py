@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,7 +42,13 @@ ABSENT = "absent"  # the source digest of a catalog that has no file (its rows a
 
 
 def source_digest(file: CatalogFile | None) -> str:
-    """sha256 of the bytes the catalog is built from (its file, then its companions), or ABSENT.
+    """sha256 of what the catalog's entries are built from, or ABSENT.
+
+    That is the bytes of its file, then of its companions, and where they apply the circumstances
+    that change how those bytes parse: the file's `.dq-formats.yaml` setting (format, column mapping)
+    and its format's context (a dbt catalog.json parses to nothing beside a manifest). Recorded with
+    each commit, it is what "the index is level with its source" compares (I8): a parse made under
+    other circumstances is another version. A plain file's digest is the sha256 of its bytes.
 
     Raises OSError when a file cannot be read now. A file discovery refused whose bytes cannot be
     read (a broken symlink) is fingerprinted by its refusal.
@@ -61,9 +68,37 @@ def source_digest(file: CatalogFile | None) -> str:
         if file.error is not None:
             return "refused-" + hashlib.sha256(str(file.error).encode()).hexdigest()
         raise
-    if len(digests) == 1:
+    circumstances = _parse_circumstances(file)
+    if len(digests) == 1 and not circumstances:
         return digests[0].hexdigest()
-    return hashlib.sha256(b"".join(d.digest() for d in digests)).hexdigest()
+    combined = hashlib.sha256(b"".join(d.digest() for d in digests))
+    if circumstances:
+        combined.update(b"\0" + circumstances.encode())
+    return combined.hexdigest()
+
+
+def _parse_circumstances(file: CatalogFile) -> str:
+    """What besides the bytes decides the parse: the override that applies, the format's context."""
+    if file.error is not None:
+        return ""
+    from .formats import override
+
+    parts = []
+    try:
+        setting = override(file.root, file.path.relative_to(file.root).as_posix(), file.display)
+    except CatalogError as exc:  # an unreadable override file: the run refuses it by name
+        return "override refused: " + str(exc)
+    if setting is not None:
+        parts.append("override " + json.dumps(setting, sort_keys=True, default=str))
+    try:
+        fmt = choose(file.root, file.path, file.display)
+    except CatalogError as exc:
+        return "\n".join([*parts, "format refused: " + str(exc)])
+    if fmt.context is not None:
+        context = fmt.context(file.path, file.display)
+        if context:
+            parts.append(f"{fmt.name}: {context}")
+    return "\n".join(parts)
 
 
 def current_source_digest(catalog_dir: Path, catalog_id: str) -> str:

@@ -32,7 +32,9 @@ from sqlalchemy import (
     bindparam,
     delete,
     insert,
+    inspect,
     select,
+    text,
     update,
 )
 
@@ -268,6 +270,9 @@ sensor_files = Table(
     Column("held_reason", Text),
     Column("attempts", Integer, nullable=False),  # failed runs of this fingerprint (transient)
     Column("next_at", Float),  # no new request before this time (epoch seconds): backoff
+    # The request whose outcome is still to be folded in: "<epoch seconds> <request tag>" (the tag
+    # every run of that request carries), NULL when none is outstanding.
+    Column("requested", Text),
 )
 
 sensor_meta = Table(
@@ -280,7 +285,7 @@ sensor_meta = Table(
 
 _COLUMNS = (
     "catalog_id", "stamp", "digest", "format", "companions", "fingerprint", "generation", "done", "held", "held_reason",
-    "attempts", "next_at",
+    "attempts", "next_at", "requested",
 )
 
 
@@ -298,12 +303,14 @@ class FileState:
     held_reason: str | None = None
     attempts: int = 0
     next_at: float | None = None
+    requested: str | None = None
 
     def values(self) -> tuple:
         """The row, in the order of `_COLUMNS`."""
         return (
             self.catalog_id, self.stamp, self.digest, self.format, json.dumps(self.companions) if self.companions else None,
             self.fingerprint, self.generation, self.done, self.held, self.held_reason, self.attempts, self.next_at,
+            self.requested,
         )
 
 
@@ -317,7 +324,7 @@ class SensorState:
 
     def __init__(self, engine: Engine):
         self.engine = engine
-        _metadata.create_all(engine, checkfirst=True)
+        _create_tables(engine)
         with engine.connect() as conn:
             self.meta = {r.key: r.value for r in conn.execute(select(sensor_meta))}
             # The rows as the driver's plain tuples, read on the same connection, in the same
@@ -364,6 +371,12 @@ class SensorState:
             self.rows.pop(catalog_id, None)
             self._dropped.add(catalog_id)
 
+    def outstanding(self) -> dict[str, str]:
+        """{request key: catalog id} of the requests whose outcome is still to be folded in."""
+        found = {values[12]: catalog_id for catalog_id, values in self.untouched().items() if values[12] is not None}
+        found.update({row.requested: catalog_id for catalog_id, row in self.rows.items() if row.requested is not None})
+        return found
+
     def ids(self) -> set[str]:
         """Every catalog with a row."""
         ids = set(self.loaded)
@@ -409,9 +422,18 @@ class SensorState:
         return len(inserts) + len(updates) + len(deletes)
 
 
+def _create_tables(engine: Engine) -> None:
+    """The sensor's tables, with the columns later versions added to an older table."""
+    _metadata.create_all(engine, checkfirst=True)
+    present = {c["name"] for c in inspect(engine).get_columns(sensor_files.name)}
+    if "requested" not in present:
+        with engine.begin() as conn:
+            conn.execute(text("ALTER TABLE dq_sensor_files ADD COLUMN requested TEXT"))
+
+
 def load_done(engine: Engine) -> dict[str, tuple[str, str | None]]:
     """{catalog id: (digest, confirmed fingerprint or None)} as the sensor last recorded them (for checks)."""
-    _metadata.create_all(engine, checkfirst=True)
+    _create_tables(engine)
     with engine.connect() as conn:
         return {
             r.catalog_id: (r.digest, r.done if r.done == r.fingerprint else None)

@@ -63,6 +63,7 @@ from .resources import CatalogFolder, SyncedStoreResource
 
 PARTITION_TAG = "dagster/partition"
 FINGERPRINT_TAG = "dq/fingerprint"
+REQUEST_TAG = "dq/request"  # the folder sensor's run key of the request a run was made for
 FOLDER_SENSOR = "catalog-sensor"
 AUTO_REPAIR = "auto-repair"
 # Dagster refuses these in partition keys (dagster._core.definitions.partitions.utils.base).
@@ -147,22 +148,20 @@ def run_step_failures(instance, run_id: str) -> list[Any]:
 # --- the catalog folder -------------------------------------------------------------------------
 
 
-def read_cursor(cursor: str | None) -> tuple[int, float]:
-    """(tick sequence, update time of the last finished run folded in) from the cursor; unreadable: start over."""
+def read_cursor(cursor: str | None) -> int:
+    """The tick sequence number from the cursor; unreadable (e.g. set by hand in the UI): start over.
+
+    The cursor holds nothing else: the per-file state lives in the system of record, and run
+    outcomes are found by their request tag, so no cursor value can hide one."""
     try:
         state = json.loads(cursor) if cursor else {}
-        seq, runs_seen = int(state.get("seq", 0)), float(state.get("runs_seen", 0.0))
+        return int(state.get("seq", 0))
     except (ValueError, TypeError, AttributeError, OverflowError):
-        return 0, 0.0
-    # A time that is not finite or lies ahead (set by hand, a clock corrected backwards) would stop
-    # every tick or hide every outcome: look back from now instead.
-    if not math.isfinite(runs_seen) or runs_seen < 0 or runs_seen > time.time() + 60:
-        return seq, 0.0
-    return seq, runs_seen
+        return 0
 
 
-def write_cursor(seq: int, runs_seen: float) -> str:
-    return json.dumps({"seq": seq, "runs_seen": runs_seen}, separators=(",", ":"))
+def write_cursor(seq: int) -> str:
+    return json.dumps({"seq": seq}, separators=(",", ":"))
 
 
 _INVALID_PARTITION_KEY = re.compile("|".join(re.escape(bad) for bad in INVALID_PARTITION_SUBSTRINGS))
@@ -193,7 +192,9 @@ ABSENT_FINGERPRINT = fingerprint(ABSENT, None, ())
 
 
 def _formats_with_companions() -> set[str]:
-    return {fmt.name for fmt in registry() if fmt.companions is not None}
+    """Formats whose parse reads other files of the folder (companions, or a context such as a dbt
+    manifest beside a catalog.json): their files are described again whenever their folder changes."""
+    return {fmt.name for fmt in registry() if fmt.companions is not None or fmt.context is not None}
 
 
 def _override_patterns(text: str | None) -> list[str] | None:
@@ -270,18 +271,33 @@ def in_flight_catalogs(instance) -> set[str]:
     return found
 
 
-def _record_outcomes(context, state: SensorState, runs_seen: float, now: float) -> float:
-    """Fold the sensor's runs that finished since the last tick into the per-file state."""
-    since = datetime.fromtimestamp(runs_seen, UTC) if runs_seen else datetime.now(UTC) - timedelta(days=1)
-    records = context.instance.get_run_records(
-        RunsFilter(tags={TRIGGER_TAG: FOLDER_SENSOR}, statuses=_FINISHED, updated_after=since), ascending=True
-    )
-    latest = runs_seen
+def _record_outcomes(context, state: SensorState, now: float) -> None:
+    """Fold in the outcome of every request the sensor made whose run has finished.
+
+    Each request is found by the tag its run carries (`REQUEST_TAG`, the request's run key), not
+    by when the run storage says it changed: a run's outcome may be stored after a later run's (its
+    timestamps come from its own process), and a cursor may be set by hand. An outcome is folded
+    once: the row then forgets the request. A request whose run does not exist yet (the daemon
+    creates runs after the tick) stays outstanding and is made again, under the same run key."""
+    outstanding = state.outstanding()
+    if not outstanding:
+        return
+    keys = sorted(outstanding)
+    records = []
+    for start in range(0, len(keys), 500):
+        records.extend(
+            context.instance.get_run_records(
+                RunsFilter(tags={REQUEST_TAG: keys[start : start + 500]}, statuses=_FINISHED), ascending=True
+            )
+        )
     for record in records:
         run = record.dagster_run
-        latest = max(latest, record.update_timestamp.timestamp())
-        row = state.get(run.tags.get(CATALOG_TAG, ""))
-        if row is None or run.tags.get(FINGERPRINT_TAG) != row.fingerprint:
+        key = run.tags.get(REQUEST_TAG, "")
+        row = state.get(outstanding.get(key, ""))
+        if row is None or row.requested != key:
+            continue  # folded already (two runs of one request: the first outcome counts)
+        row.requested = None
+        if run.tags.get(FINGERPRINT_TAG) != row.fingerprint:
             continue  # a run of an older version of the catalog: the record says what it left
         if run.status == DagsterRunStatus.SUCCESS:
             row.done, row.attempts, row.next_at, row.held, row.held_reason = row.fingerprint, 0, None, None, None
@@ -301,17 +317,19 @@ def _record_outcomes(context, state: SensorState, runs_seen: float, now: float) 
             context.log.info(f"{row.catalog_id}: run {run.run_id} parsed a version that was replaced; requesting it again")
         elif transient:
             row.attempts += 1
-            row.next_at = now + min(RETRY_MAX_S, RETRY_BASE_S * 2 ** min(row.attempts - 1, 16))
+            # The backoff counts from the failure, not from the tick that noticed it (a clock ahead
+            # of ours counts as now).
+            ended = min(now, record.end_time or record.update_timestamp.timestamp())
+            row.next_at = ended + min(RETRY_MAX_S, RETRY_BASE_S * 2 ** min(row.attempts - 1, 16))
             context.log.warning(
                 f"{row.catalog_id}: run {run.run_id} failed ({kind}); requesting it again in "
-                f"{row.next_at - now:.0f}s (attempt {row.attempts + 1})"
+                f"{max(0.0, row.next_at - now):.0f}s (attempt {row.attempts + 1})"
             )
         else:
             row.held, row.held_reason = row.fingerprint, f"run {run.run_id} failed: {kind}"
             context.log.error(
                 f"{row.catalog_id}: run {run.run_id} failed terminally ({kind}); not requested again until its file changes"
             )
-    return latest
 
 
 def _relative(root: Path, path: Path) -> str:
@@ -431,10 +449,10 @@ def _evaluate_folder(context, folder: Path, engine) -> SensorResult | SkipReason
         # A missing (e.g. unmounted) folder is not "every catalog removed": do nothing.
         return SkipReason(f"catalog folder {folder} does not exist; removing nothing")
     files = discover_scanned(scan)  # discovery's files and refusals, from this one walk
-    seq, runs_seen = read_cursor(context.cursor)
+    seq = read_cursor(context.cursor)
     state = SensorState(engine)
     committed = committed_source_digests(engine)
-    runs_seen = _record_outcomes(context, state, runs_seen, now)
+    _record_outcomes(context, state, now)
     in_flight = in_flight_catalogs(context.instance)
     partitions = set(context.instance.get_dynamic_partitions(catalog_partitions.name))
     report = TickReport(watched=len(files))
@@ -592,10 +610,11 @@ def _evaluate_folder(context, folder: Path, engine) -> SensorResult | SkipReason
         if len(run_requests) >= max_runs:
             report.deferred += 1
             continue
-        tags = {CATALOG_TAG: catalog_id, TRIGGER_TAG: FOLDER_SENSOR, FINGERPRINT_TAG: row.fingerprint}
         # The run key names the version and the attempt: a repeated tick requests nothing twice; a
         # retry after a failure, or content changed back to an earlier version, is a new run.
         key = f"{catalog_id}:{row.fingerprint[:16]}@{row.generation}.{row.attempts}"
+        row.requested = key
+        tags = {CATALOG_TAG: catalog_id, TRIGGER_TAG: FOLDER_SENSOR, FINGERPRINT_TAG: row.fingerprint, REQUEST_TAG: key}
         if row.fingerprint == ABSENT_FINGERPRINT:
             report.removals.append(catalog_id)
             run_requests.append(
@@ -635,7 +654,7 @@ def _evaluate_folder(context, folder: Path, engine) -> SensorResult | SkipReason
     if to_delete:
         partition_requests.append(catalog_partitions.build_delete_request(to_delete))
     message = report.message()
-    cursor = write_cursor(seq, runs_seen)
+    cursor = write_cursor(seq)
     if not run_requests and not partition_requests:
         return SensorResult(skip_reason=SkipReason(message), cursor=cursor)
     context.log.info(message)

@@ -44,6 +44,10 @@ class Format:
     # Other files this file's entries are built from (a dbt manifest's catalog.json): a change to
     # any of them changes the catalog, so whoever watches files must watch these too.
     companions: Callable[[Path], list[Path]] | None = None
+    # What besides the bytes changes what this file parses to (a dbt catalog.json parses to nothing
+    # while a manifest is beside it): a short text, empty when nothing applies. It is part of the
+    # source digest, so the record can tell a parse made under other circumstances (I8).
+    context: Callable[[Path, str], str] | None = None
 
 
 # Specific formats first; the generic records formats last (they accept anything with their suffix).
@@ -90,7 +94,8 @@ def _head(path: Path) -> str:
         return handle.read(HEAD_BYTES).decode("utf-8-sig", errors="replace")
 
 
-def _override(root: Path, relative: str, display: str) -> str | dict | None:
+def override(root: Path, relative: str, display: str) -> str | dict | None:
+    """The .dq-formats.yaml setting that applies to a file (a format name, or a mapping), or None."""
     overrides = root / OVERRIDES_FILE
     if not overrides.is_file():
         return None
@@ -111,7 +116,7 @@ def _override(root: Path, relative: str, display: str) -> str | dict | None:
 def choose(root: Path, path: Path, display: str) -> Format:
     """The format of one file: the override if any, else the first format whose detector accepts it."""
     relative = path.relative_to(root).as_posix()
-    forced = _override(root, relative, display)
+    forced = override(root, relative, display)
     columns = None
     if isinstance(forced, dict):
         unknown = sorted(str(k) for k in forced if k not in ("format", "columns"))

@@ -199,4 +199,5 @@ FORMAT = Format(
     (".json",),
     detect=lambda head: artifact_kind(head) == "catalog",
     parse=parse,
+    context=lambda path, display: "manifest beside" if has_manifest(path, display) else "",
 )
