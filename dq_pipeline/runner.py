@@ -21,7 +21,7 @@ from .catalog import discover
 from .errors import ConfigurationError
 from .settings import Settings, check_namespace, exported
 from .sync import open_record
-from .sync.schema import entries, journal
+from .sync.schema import catalogs, entries, journal
 
 SyncRow = dict[str, Any]
 COUNTS = ("inserted", "updated", "deleted", "unchanged", "embedded")
@@ -38,6 +38,9 @@ def catalogs_to_sync(settings: Settings) -> list[str]:
             # A catalog whose removal committed but whose run died before retiring its points has
             # no rows left, only its journal row: it must still be synced, which finishes the row.
             recorded |= set(conn.scalars(select(journal.c.catalog_id).distinct()))
+            # A catalog recorded with no entries (an empty file, a dbt catalog.json beside its
+            # manifest) is still recorded: its file's removal must reach the record too.
+            recorded |= set(conn.scalars(select(catalogs.c.catalog_id)))
     finally:
         engine.dispose()
     if recorded and not on_disk:

@@ -249,3 +249,46 @@ def test_many_transient_failures_overflow_the_backoff_and_stop_the_sensor(harnes
     (request,) = harness.tick().run_requests
     assert not _held_qdrant_launch(harness, request).success  # failure number 1025
     harness.tick()  # OverflowError: 60.0 * 2 ** 1024, every tick from now on, for every catalog
+
+
+# --- F. the parse step's metadata says whether the file itself is there ------------------------------
+
+
+def test_file_present_metadata_tells_the_file_not_its_folder(harness: Harness) -> None:
+    """Issue 11.8: `file_present` tested the file's parent folder; a removed file whose folder stays
+    (the usual case) read as present."""
+    from dagster import DagsterEventType as Events
+
+    def file_present(result) -> bool:
+        (event,) = [
+            e for e in result.all_events
+            if e.event_type == Events.ASSET_MATERIALIZATION and e.asset_key.path[-1] == "catalog_entries"
+        ]
+        return event.materialization.metadata["file_present"].value
+
+    orders = harness.settings.catalog_dir / "sales" / "orders.csv"
+    orders.write_text(orders.read_text(encoding="utf-8") + NEW_ROW, encoding="utf-8")
+    (request,) = harness.tick().run_requests
+    synced = harness.launch(request)
+    assert synced.success and file_present(synced) is True
+    orders.unlink()
+    assert orders.parent.is_dir()  # the folder stays: only the file went
+    removed = harness.launch(request)  # the same partition synced again, its file now gone: an empty catalog
+    assert removed.success and file_present(removed) is False
+    assert harness.stored("sales/orders") == (0, 0)
+
+
+def test_a_catalog_recorded_with_no_entries_is_removed_with_its_file(harness: Harness) -> None:
+    """A dbt catalog.json beside its manifest is recorded with 0 entries; `dq-pipeline sync` must
+    still see it as recorded, or its record outlives its file (the sensor would then ask to remove
+    it on every tick)."""
+    from dq_pipeline import runner
+
+    project = harness.settings.catalog_dir / "dbt"
+    project.mkdir()
+    shutil.copy(FIXTURES / "dbt" / "hubspot" / "manifest.json", project / "manifest.json")
+    shutil.copy(FIXTURES / "dbt" / "hubspot" / "catalog.json", project / "catalog.json")
+    harness.launch_all(harness.tick())
+    assert harness.stored("dbt/catalog") == (0, 0) and harness.stored("dbt/manifest")[0] > 0
+    (project / "catalog.json").unlink()
+    assert "dbt/catalog" in runner.catalogs_to_sync(harness.settings)
