@@ -49,8 +49,11 @@ def postgres_unavailable(reason: str) -> NoReturn:
 
 def reset_postgres(url: str) -> None:
     """Each test starts from an empty system of record."""
+    from dq_pipeline.defs.folder_scan import _metadata as sensor_metadata
+
     engine = create_engine(url)
     metadata.drop_all(engine)
+    sensor_metadata.drop_all(engine)  # the folder sensor's per-file state lives in the record too
     engine.dispose()
 
 

@@ -292,3 +292,17 @@ def test_a_catalog_recorded_with_no_entries_is_removed_with_its_file(harness: Ha
     assert harness.stored("dbt/catalog") == (0, 0) and harness.stored("dbt/manifest")[0] > 0
     (project / "catalog.json").unlink()
     assert "dbt/catalog" in runner.catalogs_to_sync(harness.settings)
+
+
+def test_a_catalog_the_record_lost_is_requested_again(harness: Harness) -> None:
+    """The sensor compares with the record, not with its own memory: a catalog whose record row is
+    gone (a backup restored, rows deleted by hand) is behind its file although its last run succeeded."""
+    engine = create_engine(harness.settings.database_url)
+    with engine.begin() as conn:
+        conn.execute(text("DELETE FROM dq_catalogs WHERE catalog_id = 'sales/orders'"))
+    engine.dispose()
+    data = harness.tick()
+    assert requested(data) == {"sales/orders": "sync_catalog"}, data.skip_message
+    harness.launch_all(data)
+    assert not harness.tick().run_requests
+    assert _run_check(harness).passed

@@ -404,7 +404,7 @@ def _merge(prev: FileState | None, now: FileState, first_generation: int) -> Fil
 def _needs_sync(row: FileState, committed: dict[str, str | None], first_sight: bool) -> bool:
     """Whether the committed state of a catalog is behind its file."""
     recorded = committed.get(row.catalog_id)
-    if recorded is not None and recorded != row.digest:
+    if recorded != row.digest:  # another version, or none at all (the record lost it: restored, wiped)
         if row.done == row.fingerprint:  # a run succeeded, yet the record holds another version
             row.generation, row.done = row.generation + 1, None
         return True
@@ -536,7 +536,7 @@ def _evaluate_folder(context, folder: Path, engine) -> SensorResult | SkipReason
         if catalog_id not in partitions:
             to_add.append(catalog_id)
         recorded = committed.get(catalog_id)
-        if (recorded is None or recorded == stored[2]) and stored[7] == stored[5]:
+        if recorded == stored[2] and stored[7] == stored[5]:
             continue  # = not _needs_sync(row, ...), which then changes nothing
         if _needs_sync(state.get(catalog_id), committed, first_sight=False):
             wanted.append(catalog_id)
