@@ -37,6 +37,7 @@ from sqlalchemy import (
     text,
     update,
 )
+from sqlalchemy.exc import DBAPIError
 
 from ..catalog import CatalogFile
 from ..catalog.discovery import _describe, _refused, validate_catalog_id
@@ -427,8 +428,13 @@ def _create_tables(engine: Engine) -> None:
     _metadata.create_all(engine, checkfirst=True)
     present = {c["name"] for c in inspect(engine).get_columns(sensor_files.name)}
     if "requested" not in present:
-        with engine.begin() as conn:
-            conn.execute(text("ALTER TABLE dq_sensor_files ADD COLUMN requested TEXT"))
+        try:
+            with engine.begin() as conn:
+                conn.execute(text("ALTER TABLE dq_sensor_files ADD COLUMN requested TEXT"))
+        except DBAPIError:
+            # Another process (a check, a second code server) added it first.
+            if "requested" not in {c["name"] for c in inspect(engine).get_columns(sensor_files.name)}:
+                raise
 
 
 def load_done(engine: Engine) -> dict[str, tuple[str, str | None]]:

@@ -14,6 +14,7 @@ holds back a bulk removal beyond a configurable share of the catalogs.
 """
 
 import fnmatch
+import functools
 import gc
 import hashlib
 import json
@@ -95,6 +96,7 @@ _IN_FLIGHT = [
     DagsterRunStatus.STARTED,
     DagsterRunStatus.CANCELING,
 ]
+_LAUNCHED = [status for status in _IN_FLIGHT if status != DagsterRunStatus.NOT_STARTED]
 _FINISHED = [DagsterRunStatus.SUCCESS, DagsterRunStatus.FAILURE, DagsterRunStatus.CANCELED]
 
 
@@ -191,6 +193,12 @@ def fingerprint(digest: str, fmt: str | None, parents: Iterable[str]) -> str:
 ABSENT_FINGERPRINT = fingerprint(ABSENT, None, ())
 
 
+@functools.cache
+def _watchers() -> dict[str, Any]:
+    """{format name: its `watches`} of the formats whose parse looks at other files."""
+    return {fmt.name: fmt.watches for fmt in registry() if fmt.watches is not None}
+
+
 def _formats_with_companions() -> set[str]:
     """Formats whose parse reads other files of the folder (companions, or a context such as a dbt
     manifest beside a catalog.json): their files are described again whenever their folder changes."""
@@ -260,10 +268,10 @@ def _few(items: list[str], limit: int = 10) -> str:
     return ", ".join(items[:limit]) + (f" and {len(items) - limit} more" if len(items) > limit else "")
 
 
-def in_flight_catalogs(instance) -> set[str]:
+def in_flight_catalogs(instance, statuses: list[DagsterRunStatus] = _IN_FLIGHT) -> set[str]:
     """Catalogs with a sync, reindex or removal run queued or running."""
     found: set[str] = set()
-    for run in instance.get_runs(RunsFilter(statuses=_IN_FLIGHT)):
+    for run in instance.get_runs(RunsFilter(statuses=statuses)):
         if run.job_name in _WRITING_JOBS:
             catalog_id = run.tags.get(CATALOG_TAG) or run.tags.get(PARTITION_TAG)
             if catalog_id:
@@ -313,7 +321,9 @@ def _record_outcomes(context, state: SensorState, now: float) -> None:
             # backoff (a person may fix the configuration meanwhile).
             transient = True
         if kind == "StaleSource":
-            row.attempts, row.next_at = 0, now  # the file is fine: ask again on this very tick
+            # The file is fine: ask again on this very tick, under a new run key (the daemon never
+            # launches a key that already has a run).
+            row.generation, row.attempts, row.next_at = row.generation + 1, 0, now
             context.log.info(f"{row.catalog_id}: run {run.run_id} parsed a version that was replaced; requesting it again")
         elif transient:
             row.attempts += 1
@@ -349,6 +359,11 @@ def _full_stamp(
     parts = [own]
     for relative in companions:
         parts.append(scan.stamp_of(scan.root / relative, relative) or "missing")
+    watches = _watchers().get(fmt or "")
+    if watches is not None:  # e.g. the manifest beside a dbt catalog.json, rewritten in place
+        for path in watches(file.path):
+            relative = _relative(scan.root, path)
+            parts.append("watch:" + (scan.stamp_of(path, relative) or "missing"))
     if fmt in companion_formats:
         folder = _relative(scan.root, file.path.parent)
         parts.append("dir:" + scan.dir_stamps.get("" if folder == "." else folder, "?"))
@@ -374,11 +389,20 @@ def _hash(file: CatalogFile, scan: FolderScan, companion_formats: set[str]) -> F
     return FileState(file.catalog_id, stamp, digest, fmt, companions, fingerprint="")
 
 
+# Advanced whenever what `source_digest` covers changes, so a tick after an upgrade describes every
+# file again instead of keeping digests computed the old way (2: a parse's circumstances).
+DIGEST_VERSION = "2"
+
+
 def _affected_by_overrides(state: SensorState, root: Path, files: ScannedFiles) -> set[str] | None:
-    """Catalogs whose format .dq-formats.yaml may have changed since the last tick (None: every one)."""
+    """Catalogs whose format .dq-formats.yaml may have changed since the last tick (None: every one).
+
+    The new text is stored by `_settle_overrides`, once every file it may affect was described."""
     text = _read_overrides(root)
     before = state.meta.get("overrides")
-    state.meta["overrides"] = text
+    state.meta["overrides_seen"] = text
+    if state.meta.get("digest_version") != DIGEST_VERSION:
+        return None
     if before is None or before == text:
         return set()
     old, new = _override_patterns(before), _override_patterns(text)
@@ -386,6 +410,18 @@ def _affected_by_overrides(state: SensorState, root: Path, files: ScannedFiles) 
         return None
     patterns = old + new
     return {cid for cid, display in files.displays() if any(fnmatch.fnmatch(display, p) for p in patterns)}
+
+
+def _settle_overrides(state: SensorState, forced: set[str] | None, unreadable: set[str]) -> None:
+    """Keep the overrides text (and digest version) as seen only if no file they affect was left
+    undescribed this tick (unreadable now): otherwise the next tick forces those files again."""
+    text = state.meta.pop("overrides_seen")
+    if forced is None and unreadable:
+        return
+    if forced and forced & unreadable:
+        return
+    state.meta["overrides"] = text
+    state.meta["digest_version"] = DIGEST_VERSION
 
 
 def _merge(prev: FileState | None, now: FileState, first_generation: int) -> FileState:
@@ -454,6 +490,9 @@ def _evaluate_folder(context, folder: Path, engine) -> SensorResult | SkipReason
     committed = committed_source_digests(engine)
     _record_outcomes(context, state, now)
     in_flight = in_flight_catalogs(context.instance)
+    # A run created but never launched (the daemon died between the two) launches only when its
+    # request is made again: it does not hold its catalog back (it keeps its partition, though).
+    launched = in_flight_catalogs(context.instance, _LAUNCHED)
     partitions = set(context.instance.get_dynamic_partitions(catalog_partitions.name))
     report = TickReport(watched=len(files))
     companion_formats = _formats_with_companions()
@@ -466,6 +505,7 @@ def _evaluate_folder(context, folder: Path, engine) -> SensorResult | SkipReason
     stamps = scan.stamps
     stored_rows = state.untouched() if forced is not None else {}  # forced None: describe every file again
     current: dict[str, FileState] = {}
+    unreadable_ids: set[str] = set()
     same: set[str] = set()
     plain: dict[str, tuple] = {}  # catalog id -> its stored row (`_COLUMNS`), unchanged so far
     for catalog_id, entry in files.entries():
@@ -497,6 +537,8 @@ def _evaluate_folder(context, folder: Path, engine) -> SensorResult | SkipReason
         except OSError as exc:
             # Present but unreadable now: neither synced nor removed; its state row stays as it was.
             report.unreadable_files.append(f"{display} ({type(exc).__name__})")
+            unreadable_ids.add(catalog_id)
+    _settle_overrides(state, forced, unreadable_ids)
 
     # 2. Fingerprints: digest, format, and the catalogs that read this file as a companion.
     parents: dict[str, set[str]] = {}
@@ -601,7 +643,7 @@ def _evaluate_folder(context, folder: Path, engine) -> SensorResult | SkipReason
     run_requests: list[RunRequest] = []
     for catalog_id in wanted:
         row = state.get(catalog_id)
-        if catalog_id in in_flight or (row.next_at is not None and row.next_at > now):
+        if catalog_id in launched or (row.next_at is not None and row.next_at > now):
             report.waiting.append(catalog_id)
             continue
         if row.held == row.fingerprint:

@@ -48,6 +48,8 @@ class Format:
     # while a manifest is beside it): a short text, empty when nothing applies. It is part of the
     # source digest, so the record can tell a parse made under other circumstances (I8).
     context: Callable[[Path, str], str] | None = None
+    # The files `context` looks at (present or not): whoever caches a digest must key it on them.
+    watches: Callable[[Path], list[Path]] | None = None
 
 
 # Specific formats first; the generic records formats last (they accept anything with their suffix).

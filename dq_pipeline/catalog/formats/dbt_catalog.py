@@ -200,4 +200,5 @@ FORMAT = Format(
     detect=lambda head: artifact_kind(head) == "catalog",
     parse=parse,
     context=lambda path, display: "manifest beside" if has_manifest(path, display) else "",
+    watches=lambda path: [found[0]] if (found := sibling(path, path.name, "catalog", "manifest")) else [],
 )
