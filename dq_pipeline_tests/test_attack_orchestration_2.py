@@ -223,8 +223,9 @@ def test_upgrade_leaves_override_matched_catalog_red_in_the_check_while_the_sens
     harness.tick()  # old version: the override changes no digest and no format, nothing to do
     assert _run_check(harness).passed
     engine = create_engine(harness.settings.database_url)
-    with engine.begin() as conn:  # the old version kept no digest version
+    with engine.begin() as conn:  # the rows as an older version described them (another regime in each stamp)
         conn.execute(text("DELETE FROM dq_sensor_meta WHERE key = 'digest_version'"))
+        conn.execute(text("UPDATE dq_sensor_files SET stamp = REPLACE(stamp, '|regime:', '|old-regime:')"))
     engine.dispose()
     monkeypatch.undo()  # the upgrade
     data = harness.tick()

@@ -425,7 +425,10 @@ class SensorState:
 
 def _create_tables(engine: Engine) -> None:
     """The sensor's tables, with the columns later versions added to an older table."""
-    _metadata.create_all(engine, checkfirst=True)
+    try:
+        _metadata.create_all(engine, checkfirst=True)
+    except DBAPIError:  # another process created them between the check and the CREATE
+        _metadata.create_all(engine, checkfirst=True)
     present = {c["name"] for c in inspect(engine).get_columns(sensor_files.name)}
     if "requested" not in present:
         try:

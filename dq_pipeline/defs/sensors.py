@@ -13,7 +13,6 @@ backoff) until the record matches the folder. It removes a catalog only on posit
 holds back a bulk removal beyond a configurable share of the catalogs.
 """
 
-import fnmatch
 import functools
 import gc
 import hashlib
@@ -46,7 +45,7 @@ from dagster import (
 from ..catalog import ABSENT, CatalogError, CatalogFile, source_digest, source_files
 from ..catalog.formats import OVERRIDES_FILE, choose, registry
 from ..sync import committed_source_digests
-from .folder_scan import FileState, FolderScan, ScannedFiles, SensorState, discover_scanned, scan_folder
+from .folder_scan import FileState, FolderScan, SensorState, discover_scanned, scan_folder
 from .jobs import (
     CATALOG_TAG,
     REINDEX_JOB,
@@ -205,19 +204,6 @@ def _formats_with_companions() -> set[str]:
     return {fmt.name for fmt in registry() if fmt.companions is not None or fmt.context is not None}
 
 
-def _override_patterns(text: str | None) -> list[str] | None:
-    """The glob patterns of a .dq-formats.yaml; None when it is no readable mapping (every file affected)."""
-    if not text:
-        return []
-    import yaml
-
-    try:
-        mapping = yaml.safe_load(text) or {}
-    except yaml.YAMLError:
-        return None
-    return [str(k) for k in mapping] if isinstance(mapping, dict) else None
-
-
 def _read_overrides(root: Path) -> str:
     try:
         return (root / OVERRIDES_FILE).read_text(encoding="utf-8")
@@ -350,10 +336,17 @@ def _relative(root: Path, path: Path) -> str:
 
 
 def _full_stamp(
-    file: CatalogFile, own: str | None, fmt: str | None, companions: list[str], scan: FolderScan, companion_formats: set[str]
+    file: CatalogFile,
+    own: str | None,
+    fmt: str | None,
+    companions: list[str],
+    scan: FolderScan,
+    companion_formats: set[str],
+    regime: str,
 ) -> str | None:
-    """The cache key of a file's digest: its stamp, its companions' stamps, and for formats that read
-    companions the stamp of its folder (a companion appearing changes the folder)."""
+    """The cache key of a file's digest: its stamp, its companions' stamps, for formats that read
+    companions the stamp of its folder (a companion appearing changes the folder), the files its
+    format's context looks at, and the regime (`_regime`). A plain file's is `own|regime`."""
     if own is None or own.startswith("unstatable"):
         return None
     parts = [own]
@@ -364,13 +357,14 @@ def _full_stamp(
         for path in watches(file.path):
             relative = _relative(scan.root, path)
             parts.append("watch:" + (scan.stamp_of(path, relative) or "missing"))
+    parts.append(regime)
     if fmt in companion_formats:
         folder = _relative(scan.root, file.path.parent)
         parts.append("dir:" + scan.dir_stamps.get("" if folder == "." else folder, "?"))
     return "|".join(parts)
 
 
-def _hash(file: CatalogFile, scan: FolderScan, companion_formats: set[str]) -> FileState:
+def _hash(file: CatalogFile, scan: FolderScan, companion_formats: set[str], regime: str) -> FileState:
     """Digest, format and companions of one file; raises OSError when it cannot be read now."""
     own = scan.stamp_of(file.path, file.display)  # taken before reading: a write after it shows next tick
     if file.error is not None:
@@ -385,43 +379,21 @@ def _hash(file: CatalogFile, scan: FolderScan, companion_formats: set[str]) -> F
     except CatalogError:
         companions = []
     digest = source_digest(file)  # OSError propagates: unreadable now
-    stamp = _full_stamp(file, own, fmt, companions, scan, companion_formats)
+    stamp = _full_stamp(file, own, fmt, companions, scan, companion_formats, regime)
     return FileState(file.catalog_id, stamp, digest, fmt, companions, fingerprint="")
 
 
-# Advanced whenever what `source_digest` covers changes, so a tick after an upgrade describes every
-# file again instead of keeping digests computed the old way (2: a parse's circumstances).
+# Advanced whenever what `source_digest` covers changes (2: a parse's circumstances), so every file
+# is described again once after an upgrade instead of keeping a digest computed the old way.
 DIGEST_VERSION = "2"
 
 
-def _affected_by_overrides(state: SensorState, root: Path, files: ScannedFiles) -> set[str] | None:
-    """Catalogs whose format .dq-formats.yaml may have changed since the last tick (None: every one).
-
-    The new text is stored by `_settle_overrides`, once every file it may affect was described."""
-    text = _read_overrides(root)
-    before = state.meta.get("overrides")
-    state.meta["overrides_seen"] = text
-    if state.meta.get("digest_version") != DIGEST_VERSION:
-        return None
-    if before is None or before == text:
-        return set()
-    old, new = _override_patterns(before), _override_patterns(text)
-    if old is None or new is None:
-        return None
-    patterns = old + new
-    return {cid for cid, display in files.displays() if any(fnmatch.fnmatch(display, p) for p in patterns)}
-
-
-def _settle_overrides(state: SensorState, forced: set[str] | None, unreadable: set[str]) -> None:
-    """Keep the overrides text (and digest version) as seen only if no file they affect was left
-    undescribed this tick (unreadable now): otherwise the next tick forces those files again."""
-    text = state.meta.pop("overrides_seen")
-    if forced is None and unreadable:
-        return
-    if forced and forced & unreadable:
-        return
-    state.meta["overrides"] = text
-    state.meta["digest_version"] = DIGEST_VERSION
+def _regime(root: Path) -> str:
+    """What every file's description depends on besides its own files: the digest version and the
+    .dq-formats.yaml text. Part of each row's stamp, so a row is described again once it changes:
+    per row, whenever that file is next readable (never a flag for the whole folder, which one
+    unreadable file would hold up for every file)."""
+    return "regime:" + hashlib.sha256(f"{DIGEST_VERSION}\0{_read_overrides(root)}".encode()).hexdigest()[:16]
 
 
 def _merge(prev: FileState | None, now: FileState, first_generation: int) -> FileState:
@@ -489,23 +461,22 @@ def _evaluate_folder(context, folder: Path, engine) -> SensorResult | SkipReason
     state = SensorState(engine)
     committed = committed_source_digests(engine)
     _record_outcomes(context, state, now)
-    in_flight = in_flight_catalogs(context.instance)
     # A run created but never launched (the daemon died between the two) launches only when its
-    # request is made again: it does not hold its catalog back (it keeps its partition, though).
+    # request is made again: it neither holds its catalog back nor keeps a forgotten one's partition.
     launched = in_flight_catalogs(context.instance, _LAUNCHED)
     partitions = set(context.instance.get_dynamic_partitions(catalog_partitions.name))
     report = TickReport(watched=len(files))
     companion_formats = _formats_with_companions()
-    forced = _affected_by_overrides(state, scan.root, files)
+    regime = _regime(scan.root)
+    plain_suffix = "|" + regime
 
     # 1. What each present file is now; hash only files whose stamp (or a companion's) changed. At
     # 100,000 files nearly all are unchanged: a stored row with no companions (and of a format that
     # reads none) whose stamp still holds is `plain`, left as the stored tuple; an unchanged file
     # with companions is `same`: `current` holds its state row.
     stamps = scan.stamps
-    stored_rows = state.untouched() if forced is not None else {}  # forced None: describe every file again
+    stored_rows = state.untouched()
     current: dict[str, FileState] = {}
-    unreadable_ids: set[str] = set()
     same: set[str] = set()
     plain: dict[str, tuple] = {}  # catalog id -> its stored row (`_COLUMNS`), unchanged so far
     for catalog_id, entry in files.entries():
@@ -516,29 +487,26 @@ def _evaluate_folder(context, folder: Path, engine) -> SensorResult | SkipReason
             and stored[4] is None  # no companions
             and stored[1] is not None
             and stored[3] not in companion_formats
-            and catalog_id not in forced  # its format may have changed: describe it again
         ):
             own = stamps.get(display) or scan.stamp_of(files[catalog_id].path, display)
-            if own == stored[1] and not own.startswith("unstatable"):  # = _full_stamp(...) == prev.stamp
+            if own is not None and own + plain_suffix == stored[1] and not own.startswith("unstatable"):  # = _full_stamp(...) == prev.stamp
                 plain[catalog_id] = stored
                 continue
         file = files[catalog_id]
         prev = state.get(catalog_id)
-        if prev is not None and prev.stamp is not None and forced is not None and catalog_id not in forced:
+        if prev is not None and prev.stamp is not None:
             own = stamps.get(display) or scan.stamp_of(file.path, display)
-            stamp = _full_stamp(file, own, prev.format, prev.companions, scan, companion_formats)
+            stamp = _full_stamp(file, own, prev.format, prev.companions, scan, companion_formats, regime)
             if stamp == prev.stamp:
                 current[catalog_id] = prev
                 same.add(catalog_id)
                 continue
         try:
-            current[catalog_id] = _hash(file, scan, companion_formats)
+            current[catalog_id] = _hash(file, scan, companion_formats, regime)
             report.hashed += 1
         except OSError as exc:
             # Present but unreadable now: neither synced nor removed; its state row stays as it was.
             report.unreadable_files.append(f"{display} ({type(exc).__name__})")
-            unreadable_ids.add(catalog_id)
-    _settle_overrides(state, forced, unreadable_ids)
 
     # 2. Fingerprints: digest, format, and the catalogs that read this file as a companion.
     parents: dict[str, set[str]] = {}
@@ -678,7 +646,7 @@ def _evaluate_folder(context, folder: Path, engine) -> SensorResult | SkipReason
     to_delete: list[str] = []
     if report.removal_blocked is None and scan.root_readable():
         stale = files.absent(partitions) | files.absent(state.ids())
-        forgotten = {cid for cid in stale if cid not in committed and cid not in in_flight}
+        forgotten = {cid for cid in stale if cid not in committed and cid not in launched}
         for catalog_id in sorted(forgotten):
             if scan.absent_for_sure(catalog_id):
                 if catalog_id in partitions:
