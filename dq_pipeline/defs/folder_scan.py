@@ -271,8 +271,8 @@ sensor_files = Table(
     Column("held_reason", Text),
     Column("attempts", Integer, nullable=False),  # failed runs of this fingerprint (transient)
     Column("next_at", Float),  # no new request before this time (epoch seconds): backoff
-    # The request whose outcome is still to be folded in: "<epoch seconds> <request tag>" (the tag
-    # every run of that request carries), NULL when none is outstanding.
+    # The request whose outcome is still to be folded in: its run key, which every run made for it
+    # carries as the `dq/request` tag; NULL when none is outstanding.
     Column("requested", Text),
 )
 
