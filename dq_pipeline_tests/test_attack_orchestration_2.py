@@ -205,6 +205,14 @@ def test_override_edit_is_lost_for_a_file_unreadable_on_that_tick(harness: Harne
     )
 
 
+def as_described_by_an_older_version(h: Harness) -> None:
+    """The sensor's rows as an older version left them: another regime in each stamp."""
+    engine = create_engine(h.settings.database_url)
+    with engine.begin() as conn:
+        conn.execute(text("UPDATE dq_sensor_files SET stamp = REPLACE(stamp, '|regime:', '|old-regime:')"))
+    engine.dispose()
+
+
 # --- D. upgrade: a file matched by .dq-formats.yaml gets a new digest the sensor never computes -----
 
 
@@ -222,11 +230,7 @@ def test_upgrade_leaves_override_matched_catalog_red_in_the_check_while_the_sens
     (folder / ".dq-formats.yaml").write_text('"sales/*.csv": csv\n', encoding="utf-8")  # what detection gives anyway
     harness.tick()  # old version: the override changes no digest and no format, nothing to do
     assert _run_check(harness).passed
-    engine = create_engine(harness.settings.database_url)
-    with engine.begin() as conn:  # the rows as an older version described them (another regime in each stamp)
-        conn.execute(text("DELETE FROM dq_sensor_meta WHERE key = 'digest_version'"))
-        conn.execute(text("UPDATE dq_sensor_files SET stamp = REPLACE(stamp, '|regime:', '|old-regime:')"))
-    engine.dispose()
+    as_described_by_an_older_version(harness)
     monkeypatch.undo()  # the upgrade
     data = harness.tick()
     check = _run_check(harness)

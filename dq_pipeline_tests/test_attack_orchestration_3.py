@@ -15,6 +15,7 @@ from sqlalchemy import create_engine, text
 
 from dq_pipeline import catalog as catalog_module
 
+from .test_attack_orchestration_2 import as_described_by_an_older_version
 from .test_sensors_folder import (  # noqa: F401  (fixtures)
     Harness,
     _run_check,
@@ -43,14 +44,6 @@ def _hashed(data) -> int:
     found = re.search(r"(\d+) hashed", message)
     assert found, message
     return int(found.group(1))
-
-
-def _forget_digest_version(h: Harness) -> None:
-    engine = create_engine(h.settings.database_url)
-    with engine.begin() as conn:  # the rows as an older version described them (another regime in each stamp)
-        conn.execute(text("DELETE FROM dq_sensor_meta WHERE key = 'digest_version'"))
-        conn.execute(text("UPDATE dq_sensor_files SET stamp = REPLACE(stamp, '|regime:', '|old-regime:')"))
-    engine.dispose()
 
 
 # --- A. an override edit applied to some files, then taken back, while another was unreadable -------
@@ -113,7 +106,7 @@ def test_upgrade_redescribe_skips_files_of_a_folder_unreadable_on_that_tick(harn
     (folder / ".dq-formats.yaml").write_text('"sales/*.csv": csv\n', encoding="utf-8")
     harness.tick()
     assert _run_check(harness).passed
-    _forget_digest_version(harness)
+    as_described_by_an_older_version(harness)
     monkeypatch.undo()  # the upgrade
     with denied(folder / "sales"):
         harness.tick()  # the upgrade tick: one folder cannot be listed
@@ -134,7 +127,7 @@ def test_one_unreadable_file_makes_every_tick_after_an_upgrade_hash_every_file(h
     0600 of another user, a broken NFS inode: the tick already reports it as 'cannot be read now')
     keeps it unstored, so every tick hashes the whole folder again, forever: at 100,000 files every
     30 s tick reads every byte of the catalog folder."""
-    _forget_digest_version(harness)
+    as_described_by_an_older_version(harness)
     with denied(harness.settings.catalog_dir / "sales" / "orders.csv"):
         first = harness.tick()
         assert _hashed(first) == 4  # the upgrade: every readable file described again (expected once)

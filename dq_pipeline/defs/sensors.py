@@ -87,15 +87,16 @@ RETRY_BASE_S = 60.0
 RETRY_MAX_S = 3600.0
 
 _WRITING_JOBS = {SYNC_JOB, REINDEX_JOB, REMOVE_JOB}
-_IN_FLIGHT = [
+# A run created but never launched (NOT_STARTED: the daemon died between the two) is not counted:
+# it launches only when its request is made again, so it neither holds its catalog back nor keeps
+# a forgotten catalog's partition.
+_LAUNCHED = [
     DagsterRunStatus.QUEUED,
-    DagsterRunStatus.NOT_STARTED,
     DagsterRunStatus.MANAGED,
     DagsterRunStatus.STARTING,
     DagsterRunStatus.STARTED,
     DagsterRunStatus.CANCELING,
 ]
-_LAUNCHED = [status for status in _IN_FLIGHT if status != DagsterRunStatus.NOT_STARTED]
 _FINISHED = [DagsterRunStatus.SUCCESS, DagsterRunStatus.FAILURE, DagsterRunStatus.CANCELED]
 
 
@@ -254,10 +255,10 @@ def _few(items: list[str], limit: int = 10) -> str:
     return ", ".join(items[:limit]) + (f" and {len(items) - limit} more" if len(items) > limit else "")
 
 
-def in_flight_catalogs(instance, statuses: list[DagsterRunStatus] = _IN_FLIGHT) -> set[str]:
+def in_flight_catalogs(instance) -> set[str]:
     """Catalogs with a sync, reindex or removal run queued or running."""
     found: set[str] = set()
-    for run in instance.get_runs(RunsFilter(statuses=statuses)):
+    for run in instance.get_runs(RunsFilter(statuses=_LAUNCHED)):
         if run.job_name in _WRITING_JOBS:
             catalog_id = run.tags.get(CATALOG_TAG) or run.tags.get(PARTITION_TAG)
             if catalog_id:
@@ -461,9 +462,7 @@ def _evaluate_folder(context, folder: Path, engine) -> SensorResult | SkipReason
     state = SensorState(engine)
     committed = committed_source_digests(engine)
     _record_outcomes(context, state, now)
-    # A run created but never launched (the daemon died between the two) launches only when its
-    # request is made again: it neither holds its catalog back nor keeps a forgotten one's partition.
-    launched = in_flight_catalogs(context.instance, _LAUNCHED)
+    launched = in_flight_catalogs(context.instance)
     partitions = set(context.instance.get_dynamic_partitions(catalog_partitions.name))
     report = TickReport(watched=len(files))
     companion_formats = _formats_with_companions()
