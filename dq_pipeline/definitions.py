@@ -9,6 +9,7 @@ from dagster import Definitions, EnvVar
 
 from .defs.assets import catalog_embeddings, catalog_entries, catalog_index
 from .defs.checks import all_catalogs_in_sync
+from .defs.io import ENTRIES_IO_MANAGER, CatalogEntriesIOManager
 from .defs.jobs import (
     reindex_catalog_job,
     remove_catalog_job,
@@ -28,6 +29,7 @@ def _resources(values: dict[str, dict[str, Any]]) -> dict[str, Any]:
         "catalog_folder": CatalogFolder(**values["catalog_folder"]),
         "embedder": EmbedderResource(**values["embedder"]),
         "store": SyncedStoreResource(**values["store"]),
+        ENTRIES_IO_MANAGER: CatalogEntriesIOManager(),
     }
 
 

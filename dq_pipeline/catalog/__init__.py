@@ -5,29 +5,41 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import TransientError
+from .builder import spooling
 from .discovery import CatalogFile, discover, validate_catalog_id
 from .entry import CatalogError, Entry, Problem
 from .formats import choose
 from .notices import collecting
+from .spool import EntrySpool
 
 
 def parse_catalog(file: CatalogFile) -> list[Entry]:
     """Parse and validate one catalog file; raises CatalogError naming file, record and reason."""
-    return parse_with_warnings(file)[0]
+    return list(parse_with_warnings(file)[0])
 
 
-def parse_with_warnings(file: CatalogFile) -> tuple[list[Entry], list[Problem]]:
+def parse_with_warnings(file: CatalogFile, spool: EntrySpool | None = None) -> tuple[Sequence[Entry], list[Problem]]:
     """`parse_catalog`, and what the reader tolerated (as the format's own tool does): warnings with
-    file and line (``schema.yml:12``), at most `notices.MAX_WARNINGS` of them plus their count."""
+    file and line (``schema.yml:12``), at most `notices.MAX_WARNINGS` of them plus their count.
+
+    With `spool`, the entries are written into it as they are parsed and it is returned (sealed)."""
     if file.error is not None:
         raise file.error
+    fmt = choose(file.root, file.path, file.display)
     with collecting(file.display) as warnings:
-        entries = choose(file.root, file.path, file.display).parse(file.path, file.display)
-    return entries, warnings
+        if spool is None:
+            return fmt.parse(file.path, file.display), warnings
+        with spooling(spool):
+            entries = fmt.parse(file.path, file.display)
+    if entries is not spool:  # a format that built its list without a collector
+        for entry in entries:
+            spool.add(entry)
+    return spool.seal(), warnings
 
 
 def source_files(file: CatalogFile) -> list[Path]:
@@ -112,11 +124,12 @@ class SourceChanged(TransientError):
 
 @dataclass(frozen=True)
 class ParsedCatalog:
-    """One catalog read from disk: its entries, the digest of exactly the bytes they came from (so a
-    commit can refuse a parse older than the file, I8), and what the reader tolerated."""
+    """One catalog read from disk: its entries (on disk, in an entry spool), the digest of exactly
+    the bytes they came from (so a commit can refuse a parse older than the file, I8), and what the
+    reader tolerated."""
 
     catalog_id: str
-    entries: list[Entry]
+    entries: EntrySpool
     source_digest: str
     warnings: list[Problem] = field(default_factory=list)
 
@@ -153,16 +166,23 @@ def read_catalog(catalog_dir: Path, catalog_id: str) -> ParsedCatalog:
     if file is None:
         confirm_absent(catalog_dir, catalog_id)
     before = source_digest(file)
-    entries, warnings = ([], []) if file is None else parse_with_warnings(file)
-    after = current_source_digest(catalog_dir, catalog_id)
-    if after != before:
-        raise SourceChanged(f"catalog {catalog_id}: its file changed while it was being read; read it again")
-    return ParsedCatalog(catalog_id, entries, before, warnings)
+    spool = EntrySpool.create()
+    try:
+        warnings = [] if file is None else parse_with_warnings(file, spool)[1]
+        after = current_source_digest(catalog_dir, catalog_id)
+        if after != before:
+            raise SourceChanged(f"catalog {catalog_id}: its file changed while it was being read; read it again")
+    except BaseException:
+        spool.close()
+        raise
+    return ParsedCatalog(catalog_id, spool.seal(), before, warnings)
 
 
 def load_catalog(catalog_dir: Path, catalog_id: str) -> list[Entry]:
     """The entries of one catalog; a catalog whose file was removed is empty (its data is then deleted)."""
-    return read_catalog(catalog_dir, catalog_id).entries
+    parsed = read_catalog(catalog_dir, catalog_id)
+    with parsed.entries:
+        return list(parsed.entries)
 
 
 __all__ = [
@@ -170,6 +190,7 @@ __all__ = [
     "CatalogError",
     "CatalogFile",
     "Entry",
+    "EntrySpool",
     "ParsedCatalog",
     "Problem",
     "SourceChanged",

@@ -18,11 +18,15 @@ their content hashes.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
 
 from .entry import CatalogError, Entry, Problem, canonical_json
 from .notices import warn_at
+from .spool import EntrySpool
 
 KEY_MAX_LENGTH = 512
 TEXT_MAX_CHARS = 8192
@@ -69,12 +73,37 @@ class Refused:
     reason: str
 
 
+_spool: ContextVar[EntrySpool | None] = ContextVar("dq_entry_spool", default=None)
+
+
+@contextmanager
+def spooling(spool: EntrySpool) -> Iterator[EntrySpool]:
+    """Within this block, the (first) collector of a parse writes its entries into `spool` instead
+    of a list, so the parse holds no entry once it is written (a context variable: the formats keep
+    their ``parse(path, display)`` signature)."""
+    token = _spool.set(spool)
+    try:
+        yield spool
+    finally:
+        _spool.reset(token)
+
+
 class EntryCollector:
+    """The entries of one parse, in a list or (inside `spooling`) in an entry spool on disk.
+
+    Duplicate keys are found without keeping the keys: a spooled parse keeps only each key's
+    hash, and looks a key whose hash it has seen up in the spool, which names where it was first.
+    """
+
     def __init__(self, display: str):
         self.display = display
-        self.entries: list[Entry] = []
         self.problems: list[Problem] = []
+        self._spool = _spool.get()
+        if self._spool is not None:
+            _spool.set(None)  # one parse, one collector writing to the spool
+        self.entries: list[Entry] | EntrySpool = [] if self._spool is None else self._spool
         self._first_seen: dict[str, str] = {}
+        self._seen_hashes: set[int] = set()
 
     def problem(self, location: str, reason: str) -> None:
         self.problems.append(Problem(location, reason))
@@ -100,14 +129,13 @@ class EntryCollector:
         if not _KIND.match(kind):
             self.problem(location, f"invalid kind {kind!r}: use a short lower-case word")
             return None
-        if key in self._first_seen:
+        first = self._first_location(key, location)
+        if first is not None:
             self.problem(
                 location,
-                f"duplicate entry key {key!r} (first at {self._first_seen[key]})"
-                + (f"; the key is taken from {key_source}" if key_source else ""),
+                f"duplicate entry key {key!r} (first at {first})" + (f"; the key is taken from {key_source}" if key_source else ""),
             )
             return None
-        self._first_seen[key] = location
         payload = {k: v for k, v in payload.items() if v not in (None, "", [], {})}
         text = text or describe(kind, title or key, payload)
         if len(text) > TEXT_MAX_CHARS:
@@ -135,10 +163,26 @@ class EntryCollector:
                 f"entry {key[:80]!r}: payload of {size:,} bytes (field `{field}`: {field_size:,}) is stored "
                 "whole in the record; only the embedded text is bounded",
             )
-        self.entries.append(entry)
+        if self._spool is None:
+            self.entries.append(entry)  # type: ignore[union-attr]
+        else:
+            self._spool.add(entry)
         return entry
 
-    def finish(self) -> list[Entry]:
+    def _first_location(self, key: str, location: str) -> str | None:
+        """Where an entry with this key was added before, or None (and `key` is remembered)."""
+        if self._spool is None:
+            first = self._first_seen.get(key)
+            if first is None:
+                self._first_seen[key] = location
+            return first
+        fingerprint = hash(key)
+        if fingerprint in self._seen_hashes:
+            return self._spool.location_of(key)  # a collision of hashes, or a duplicate
+        self._seen_hashes.add(fingerprint)
+        return None
+
+    def finish(self) -> list[Entry] | EntrySpool:
         if self.problems:
             raise CatalogError(self.display, self.problems)
-        return self.entries
+        return self.entries if self._spool is None else self._spool.seal()

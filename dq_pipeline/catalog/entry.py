@@ -24,9 +24,9 @@ class Entry:
     `location` says where the entry came from (``file:line`` or a record path) for error
     messages; it is not part of the content hash, so moving a row inside its file re-embeds nothing.
 
-    A sync holds every entry of a catalog at once (a million-row catalog is a million of these), so
-    an entry is kept compact: slots, the payload as its canonical JSON text (decoded on access),
-    and the content hash computed once, here.
+    Entries are kept compact (slots, the payload as its canonical JSON text, decoded on access, and
+    the content hash computed once, here), and a parse of a whole catalog keeps them on disk
+    (catalog/spool.py), not in memory.
     """
 
     key: str
@@ -49,6 +49,14 @@ class Entry:
             ("content_hash", hashlib.sha256(body.encode("utf-8")).hexdigest()),
         ):
             object.__setattr__(self, name, value)
+
+    @classmethod
+    def restore(cls, key: str, kind: str, text: str, payload_json: str, location: str, content_hash: str) -> Entry:
+        """An entry read back from where it was kept (an entry spool), its hash not computed again."""
+        entry = object.__new__(cls)
+        for name, value in zip(cls.__slots__, (key, sys.intern(kind), text, payload_json, location, content_hash), strict=True):
+            object.__setattr__(entry, name, value)
+        return entry
 
     @property
     def payload(self) -> dict[str, Any]:

@@ -6,6 +6,7 @@ disagree after its write fails the run (docs/DESIGN.md, "Dagster facts": a parti
 
 
 import time
+from itertools import chain
 from typing import Any
 
 from dagster import (
@@ -27,7 +28,16 @@ from pydantic import Field
 from ..catalog import ABSENT, ParsedCatalog, current_source_digest, read_catalog, validate_catalog_id
 from ..embedding import LazyEmbedder
 from ..errors import RefusedInput, error_kind, is_transient, one_line, redact
-from ..sync import CatalogVerification, Source, refusals, stored_dimension, stored_hashes, vector_cache
+from ..sync import (
+    CatalogVerification,
+    Source,
+    new_contents,
+    refusals,
+    stored_dimension,
+    stored_hashes,
+    vector_cache,
+)
+from .io import ENTRIES_IO_MANAGER
 from .partitions import QDRANT_POOL, catalog_partitions
 from .resources import CatalogFolder, EmbedderResource, SyncedStoreResource
 
@@ -73,6 +83,7 @@ class SyncConfig(Config):
     owners=OWNERS,
     tags={"stage": "parse"},
     retry_policy=TRANSIENT_RETRY,
+    io_manager_key=ENTRIES_IO_MANAGER,  # the entries stay on disk between steps (defs/io.py)
     description="The catalog file parsed and validated into entries, with the digest of the bytes they came from. "
     "A file that fails validation is refused whole with file, record and reason (I6); a removed file yields no "
     "entries, which removes the catalog.",
@@ -90,9 +101,7 @@ def catalog_entries(context: AssetExecutionContext, catalog_folder: CatalogFolde
         refusals.record_refusal(store.record, catalog_id, catalog_folder.path(), exc)  # shown by status/verify until it syncs
         extra = {"file": exc.path, "problems": getattr(exc, "count", len(exc.problems))} if hasattr(exc, "problems") else {}
         raise step_failure(exc, **extra) from None
-    kinds: dict[str, int] = {}
-    for entry in parsed.entries:
-        kinds[entry.kind] = kinds.get(entry.kind, 0) + 1
+    kinds = parsed.entries.kinds()
     context.add_output_metadata(
         {
             "entries": len(parsed.entries),
@@ -125,33 +134,39 @@ def catalog_embeddings(
     store: SyncedStoreResource,
 ) -> dict[str, Any]:
     started = time.perf_counter()
+    embedded = cached = todo = 0
     try:
         model_id = embedder.model_id()
+        model = None
         with store.record() as engine:
-            known = set() if config.force else stored_hashes(engine, context.partition_key, model_id)
             dimension = stored_dimension(engine, model_id)
-            todo = {e.content_hash: e.text for e in catalog_entries.entries if e.content_hash not in known}
-            cached = vector_cache.cached_hashes(engine, model_id, todo)  # left by an earlier attempt
-            todo_hashes = [h for h in todo if h not in cached]
-            if todo_hashes or dimension is None:
-                model = embedder.load()
-                dimension = model.dimension
-                for start in range(0, len(todo_hashes), CACHE_CHUNK):
-                    part = todo_hashes[start : start + CACHE_CHUNK]
-                    vector_cache.put(engine, model_id, part, model.embed([todo[h] for h in part]))
+            known = () if config.force else stored_hashes(engine, context.partition_key, model_id)
+            batch: list[tuple[str, str]] = []
+            for part in chain(new_contents(catalog_entries.entries, known), [[]]):  # [] ends the last batch
+                todo += len(part)
+                left = vector_cache.cached_hashes(engine, model_id, [h for h, _ in part])  # by an earlier attempt
+                cached += len(left)
+                batch += [(h, t) for h, t in part if h not in left]
+                if batch and (len(batch) >= CACHE_CHUNK or not part):
+                    model = model or embedder.load()
+                    vector_cache.put(engine, model_id, [h for h, _ in batch], model.embed([t for _, t in batch]))
+                    embedded += len(batch)
+                    batch = []
+            if dimension is None:
+                dimension = (model or embedder.load()).dimension
     except Exception as exc:
         raise step_failure(exc) from exc
     context.add_output_metadata(
         {
-            "embedded": len(todo_hashes),
-            "already_cached": len(todo) - len(todo_hashes),
-            "skipped_unchanged": len(catalog_entries.entries) - len(todo),
+            "embedded": embedded,
+            "already_cached": cached,
+            "skipped_unchanged": len(catalog_entries.entries) - todo,
             "embed_seconds": round(time.perf_counter() - started, 3),
             "model": model_id,
             "dimension": dimension,
         }
     )
-    return {"model_id": model_id, "dimension": dimension, "embedded": len(todo_hashes)}
+    return {"model_id": model_id, "dimension": dimension, "embedded": embedded}
 
 
 CACHE_CHUNK = 4096  # texts embedded and cached per round: bounds the step's memory

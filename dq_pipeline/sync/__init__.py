@@ -2,7 +2,7 @@
 
 from .hooks import Hooks, SimulatedCrash
 from .locks import LockLost, LockTimeout
-from .plan import committed_source_digests, stored_dimension, stored_hashes
+from .plan import committed_source_digests, new_contents, stored_dimension, stored_hashes
 from .protocol import Source, SyncFailed, SyncResult
 from .qdrant_index import EmbeddedQdrantBusy, IndexWriteError
 from .reconcile import CatalogVerification, RepairResult
@@ -26,6 +26,7 @@ __all__ = [
     "SyncedStore",
     "UnknownEntries",
     "committed_source_digests",
+    "new_contents",
     "open_record",
     "stored_dimension",
     "stored_hashes",

@@ -1,19 +1,64 @@
-"""What a sync must change: the catalog's entries compared with its committed rows."""
+"""What a sync must change: the catalog's entries compared with its committed rows, on disk.
+
+The comparison is a join in a scratch SQLite file, so a plan costs the same small memory for ten
+entries and for a million: the entries are the catalog's entry spool (attached read-only), the
+committed rows are copied in from the record a chunk at a time, one pass classifies every entry,
+and every part of the plan (inserts, updates, deletes, texts to embed) is read back a chunk at a
+time. New vectors are kept in the same file (see protocol._VectorStore).
+
+An entry is
+* skipped if a reviewer rejected this version of it and the record does not hold this version
+  (its row, if any, is deleted: the stores look as after a cleanup; I7),
+* inserted if the record has no row for its key,
+* updated if its content or model differs from the row's, or on a force reindex,
+* unchanged otherwise.
+A row whose key no entry has is deleted.
+"""
 
 from __future__ import annotations
 
+import os
 import sys
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+import tempfile
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, func, select
 
-from ..catalog import Entry
+from ..catalog import Entry, EntrySpool
+from ..catalog.spool import scratch_connection
 from ..errors import ConfigurationError
-from .schema import entries
+from .schema import catalogs, entries
+
+CHUNK = 2_048  # rows per page read back from the plan, and copied in from the record
+
+_FIELDS = ("entry_key", "content_hash", "model", "collection", "point_id", "status", "written_by")
+SKIP, SKIP_AND_DELETE, INSERT, UPDATE, UNCHANGED = range(5)  # an entry's part in the plan (table act)
+
+# The pages of a plan, read by keyset (each query takes the last key read, then the page size).
+_INSERTS = """SELECT a.seq, e.key, e.kind, e.text, e.payload, e.location, e.hash
+    FROM act a JOIN src.entry e ON e.seq = a.seq WHERE a.act = 2 AND a.seq > ? ORDER BY a.seq LIMIT ?"""
+_UPDATES = """SELECT a.seq, e.key, e.kind, e.text, e.payload, e.location, e.hash,
+        s.key, s.hash, s.model, s.collection, s.point_id, s.status, s.written_by
+    FROM act a JOIN src.entry e ON e.seq = a.seq JOIN stored s ON s.key = e.key WHERE a.act = 3 AND a.seq > ? ORDER BY a.seq LIMIT ?"""
+_DELETES = """SELECT s.key, s.key, s.hash, s.model, s.collection, s.point_id, s.status, s.written_by
+    FROM stored s WHERE s.doomed = 1 AND s.key > ? ORDER BY s.key LIMIT ?"""
+_TEXTS = "SELECT n, hash, text FROM embed WHERE n > ? ORDER BY n LIMIT ?"
+assert (INSERT, UPDATE) == (2, 3)  # spelled out in the queries above
+
+_SCHEMA = """
+CREATE TABLE stored (
+    key TEXT PRIMARY KEY, hash TEXT, model TEXT, collection TEXT, point_id TEXT, status TEXT, written_by TEXT,
+    doomed INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE rejected (key TEXT, hash TEXT, PRIMARY KEY (key, hash));
+CREATE TABLE act (seq INTEGER PRIMARY KEY, act INTEGER NOT NULL);
+CREATE TABLE embed (n INTEGER PRIMARY KEY, hash TEXT UNIQUE, text TEXT);
+CREATE TABLE vector (hash TEXT PRIMARY KEY, v BLOB NOT NULL);
+"""
 
 
-@dataclass(frozen=True, slots=True)  # slots: a million-row catalog's plan holds a million of these
+@dataclass(frozen=True, slots=True)
 class StoredRow:
     entry_key: str
     content_hash: str
@@ -24,74 +69,193 @@ class StoredRow:
     written_by: str | None
 
 
-@dataclass
 class Plan:
-    inserts: list[Entry] = field(default_factory=list)
-    updates: list[tuple[Entry, StoredRow]] = field(default_factory=list)
-    deletes: list[StoredRow] = field(default_factory=list)
-    unchanged: int = 0
-    skipped_rejected: int = 0
+    """A sync's plan, held in a scratch file (deleted on close). Counts are known at once; the
+    entries and rows behind them are read a chunk at a time."""
 
-    @property
-    def to_embed(self) -> list[Entry]:
-        return self.inserts + [entry for entry, _ in self.updates]
+    def __init__(self, spool: EntrySpool | None):
+        handle, name = tempfile.mkstemp(prefix="dq_plan_", suffix=".sqlite")
+        os.close(handle)
+        self._path = name
+        self.db = scratch_connection(name)
+        self.db.executescript(_SCHEMA)
+        if spool is not None:
+            self.db.execute("ATTACH DATABASE ? AS src", (f"file:{spool.path}?mode=ro",))
+        else:  # a plan of deletions only: no entries
+            self.db.execute("ATTACH DATABASE ':memory:' AS src")
+            self.db.execute("CREATE TABLE src.entry (seq INTEGER PRIMARY KEY, key TEXT UNIQUE, kind, text, payload, location, hash)")
+        self.inserted = self.updated = self.deleted = self.unchanged = self.skipped_rejected = 0
 
     @property
     def is_empty(self) -> bool:
-        return not (self.inserts or self.updates or self.deletes)
+        return not (self.inserted or self.updated or self.deleted)
 
+    @property
+    def to_embed_count(self) -> int:
+        return self.inserted + self.updated
 
-def stored_rows(engine: Engine, catalog_id: str) -> dict[str, StoredRow]:
-    columns = [entries.c[name] for name in StoredRow.__dataclass_fields__]
-    with engine.connect() as conn:
-        rows = conn.execute(select(*columns).where(entries.c.catalog_id == catalog_id))
-        # model, collection and status repeat on every row: one shared string each, not one per row
-        return {
-            r.entry_key: StoredRow(
-                r.entry_key, r.content_hash, sys.intern(r.model), sys.intern(r.collection), r.point_id, sys.intern(r.status),
-                None if r.written_by is None else sys.intern(r.written_by),  # one run wrote many rows
+    # --- reading the plan back ------------------------------------------------------------------
+
+    def inserts(self) -> Iterator[list[Entry]]:
+        for rows in self._pages(_INSERTS, 0):
+            yield [Entry.restore(*r[1:]) for r in rows]
+
+    def updates(self) -> Iterator[list[tuple[Entry, StoredRow]]]:
+        for rows in self._pages(_UPDATES, 0):
+            yield [(Entry.restore(*r[1:7]), _stored_row(r[7:])) for r in rows]
+
+    def to_embed(self) -> Iterator[list[Entry]]:
+        """The entries whose new versions are written (inserts, then updates), in file order."""
+        yield from self.inserts()
+        for pairs in self.updates():
+            yield [entry for entry, _ in pairs]
+
+    def texts_to_embed(self) -> Iterator[list[tuple[str, str]]]:
+        """(content hash, text) of every new version, each content once."""
+        if not self.db.execute("SELECT 1 FROM embed LIMIT 1").fetchone():
+            self.db.execute(
+                "INSERT OR IGNORE INTO embed (hash, text) SELECT e.hash, e.text FROM act a JOIN src.entry e ON e.seq = a.seq "
+                "WHERE a.act IN (?, ?) ORDER BY a.seq",
+                (INSERT, UPDATE),
             )
-            for r in rows
-        }
+        for rows in self._pages(_TEXTS, 0):
+            yield [(h, t) for _, h, t in rows]
+
+    def deletes(self) -> Iterator[list[StoredRow]]:
+        for rows in self._pages(_DELETES, ""):
+            yield [_stored_row(r[1:]) for r in rows]
+
+    def _pages(self, query: str, start: object) -> Iterator[list[tuple]]:
+        """Keyset pages of `query`, from after `start` (below every key); its first column is the key."""
+        last = start
+        while rows := self.db.execute(query, (last, CHUNK)).fetchall():
+            last = rows[-1][0]
+            yield rows
+
+    # --- lifetime -------------------------------------------------------------------------------
+
+    def close(self) -> None:
+        self.db.close()
+        try:
+            os.unlink(self._path)
+        except FileNotFoundError:
+            pass
+
+    def __enter__(self) -> Plan:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
-def plan_changes(
-    stored: dict[str, StoredRow],
-    wanted: Sequence[Entry],
+def _stored_row(r: tuple) -> StoredRow:
+    # model, collection and status repeat on every row: one shared string each, not one per row
+    return StoredRow(r[0], r[1], sys.intern(r[2]), sys.intern(r[3]), r[4], sys.intern(r[5]), r[6])
+
+
+def _copy_rows(engine: Engine, plan: Plan, catalog_id: str, only_status: str | None = None) -> None:
+    """The catalog's committed rows into the plan's file, a chunk at a time (streamed from the record)."""
+    query = select(*(entries.c[name] for name in _FIELDS)).where(entries.c.catalog_id == catalog_id)
+    if only_status is not None:
+        query = query.where(entries.c.status == only_status)
+    with engine.connect() as conn:
+        for part in conn.execution_options(yield_per=CHUNK).execute(query).partitions():
+            plan.db.executemany("INSERT INTO stored (key, hash, model, collection, point_id, status, written_by) VALUES (?, ?, ?, ?, ?, ?, ?)", part)
+
+
+def plan_sync(
+    engine: Engine,
+    catalog_id: str,
+    wanted: EntrySpool,
     model_id: str,
     force: bool = False,
-    rejected: set[tuple[str, str]] | frozenset[tuple[str, str]] = frozenset(),
+    rejected: Iterable[tuple[str, str]] = (),
 ) -> Plan:
-    """Unchanged = same content hash and same model; `force` re-embeds and rewrites everything.
-
-    A version a reviewer rejected (`rejected`: (entry key, content hash)) is never brought back:
-    not inserted again after its row was cleaned up, and an entry whose content changes back to a
-    rejected version leaves the stores as if cleaned up. It returns only with new content (I7).
-    """
-    plan = Plan()
-    deleted: list[StoredRow] = []
-    for entry in wanted:
-        row = stored.get(entry.key)
-        if (entry.key, entry.content_hash) in rejected and (row is None or row.content_hash != entry.content_hash):
-            plan.skipped_rejected += 1
-            if row is not None:
-                deleted.append(row)
-        elif row is None:
-            plan.inserts.append(entry)
-        elif force or row.content_hash != entry.content_hash or row.model != model_id:
-            plan.updates.append((entry, row))
-        else:
-            plan.unchanged += 1
-    keys = {entry.key for entry in wanted}
-    plan.deletes = deleted + [row for key, row in stored.items() if key not in keys]
+    """Compare the catalog's entries with its committed rows (see the module doc for the rules)."""
+    plan = Plan(wanted)
+    try:
+        _copy_rows(engine, plan, catalog_id)
+        plan.db.executemany("INSERT OR IGNORE INTO rejected VALUES (?, ?)", list(rejected))
+        plan.db.execute(
+            """INSERT INTO act (seq, act) SELECT e.seq, CASE
+                WHEN r.key IS NOT NULL AND s.key IS NULL THEN :skip
+                WHEN r.key IS NOT NULL AND s.hash != e.hash THEN :skip_and_delete
+                WHEN s.key IS NULL THEN :insert
+                WHEN :force OR s.hash != e.hash OR s.model != :model THEN :update
+                ELSE :unchanged END
+            FROM src.entry e
+            LEFT JOIN stored s ON s.key = e.key
+            LEFT JOIN rejected r ON r.key = e.key AND r.hash = e.hash""",
+            {
+                "skip": SKIP, "skip_and_delete": SKIP_AND_DELETE, "insert": INSERT, "update": UPDATE, "unchanged": UNCHANGED,
+                "force": bool(force), "model": model_id,
+            },
+        )
+        plan.db.execute(
+            "UPDATE stored SET doomed = 1 WHERE NOT EXISTS (SELECT 1 FROM src.entry e WHERE e.key = stored.key) "
+            "OR key IN (SELECT e.key FROM act a JOIN src.entry e ON e.seq = a.seq WHERE a.act = ?)",
+            (SKIP_AND_DELETE,),
+        )
+        counts = dict(plan.db.execute("SELECT act, count(*) FROM act GROUP BY act").fetchall())
+        plan.inserted, plan.updated, plan.unchanged = counts.get(INSERT, 0), counts.get(UPDATE, 0), counts.get(UNCHANGED, 0)
+        plan.skipped_rejected = counts.get(SKIP, 0) + counts.get(SKIP_AND_DELETE, 0)
+        plan.deleted = plan.db.execute("SELECT count(*) FROM stored WHERE doomed = 1").fetchone()[0]
+    except BaseException:
+        plan.close()
+        raise
     return plan
 
 
-def stored_hashes(engine: Engine, catalog_id: str, model_id: str) -> set[str]:
-    """Content hashes this catalog already holds embedded with this model: what needs no embedding."""
+def plan_removal(engine: Engine, catalog_id: str, status: str) -> Plan:
+    """A plan that deletes the catalog's rows in this review status and keeps every other row."""
+    plan = Plan(None)
+    try:
+        _copy_rows(engine, plan, catalog_id, only_status=status)
+        plan.db.execute("UPDATE stored SET doomed = 1")
+        plan.deleted = plan.db.execute("SELECT count(*) FROM stored").fetchone()[0]
+        with engine.connect() as conn:
+            total = conn.scalar(select(func.count()).select_from(entries).where(entries.c.catalog_id == catalog_id)) or 0
+        plan.unchanged = total - plan.deleted
+    except BaseException:
+        plan.close()
+        raise
+    return plan
+
+
+def stored_hashes(engine: Engine, catalog_id: str, model_id: str) -> Iterator[list[str]]:
+    """Content hashes this catalog already holds embedded with this model (what needs no
+    embedding), a chunk at a time."""
     with engine.connect() as conn:
         query = select(entries.c.content_hash).where(entries.c.catalog_id == catalog_id, entries.c.model == model_id)
-        return set(conn.scalars(query))
+        for part in conn.execution_options(yield_per=CHUNK).execute(query).partitions():
+            yield [h for (h,) in part]
+
+
+def new_contents(spool: EntrySpool, known: Iterable[list[str]]) -> Iterator[list[tuple[str, str]]]:
+    """(content hash, text) of every entry of `spool` whose content is not among `known` (chunks of
+    hashes), each content once, in file order, a chunk at a time (the join runs in a scratch file)."""
+    handle, name = tempfile.mkstemp(prefix="dq_contents_", suffix=".sqlite")
+    os.close(handle)
+    db = scratch_connection(name)
+    try:
+        db.execute("ATTACH DATABASE ? AS src", (f"file:{spool.path}?mode=ro",))
+        db.executescript(
+            "CREATE TABLE known (hash TEXT PRIMARY KEY) WITHOUT ROWID;"
+            "CREATE TABLE todo (n INTEGER PRIMARY KEY, hash TEXT UNIQUE, text TEXT);"
+        )
+        for part in known:
+            db.executemany("INSERT OR IGNORE INTO known VALUES (?)", [(h,) for h in part])
+        db.execute(
+            "INSERT OR IGNORE INTO todo (hash, text) SELECT e.hash, e.text FROM src.entry e "
+            "WHERE NOT EXISTS (SELECT 1 FROM known k WHERE k.hash = e.hash) ORDER BY e.seq"
+        )
+        last = 0
+        while rows := db.execute("SELECT n, hash, text FROM todo WHERE n > ? ORDER BY n LIMIT ?", (last, CHUNK)).fetchall():
+            last = rows[-1][0]
+            yield [(h, t) for _, h, t in rows]
+    finally:
+        db.close()
+        os.unlink(name)
 
 
 def stored_dimension(engine: Engine, model_id: str) -> int | None:
@@ -103,8 +267,6 @@ def stored_dimension(engine: Engine, model_id: str) -> int | None:
 def committed_source_digests(engine: Engine) -> dict[str, str | None]:
     """Each recorded catalog's committed source digest (None where it predates recording): a catalog
     whose file digest differs from this is behind its source and must be synced again."""
-    from .schema import catalogs
-
     with engine.connect() as conn:
         return {r.catalog_id: r.source_digest for r in conn.execute(select(catalogs.c.catalog_id, catalogs.c.source_digest))}
 

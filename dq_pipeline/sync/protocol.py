@@ -21,36 +21,36 @@ version's point; the old one is deleted only after the commit. Removing rejected
 (`remove_rejected`) is the same write with deletes only. A review decision belongs to an entry's
 content: rewriting a row with the same content (force reindex, a model change) keeps it (I7).
 
-Memory stays bounded on any catalog size: new vectors are spooled to a temporary file as they are
-embedded (or read from the vector cache the embedding step filled) and read back a chunk at a
-time for the points (step 3) and the rows (step 4).
+Memory stays bounded on any catalog size: the entries are read from their entry spool, the plan is
+a join in a scratch file (plan.py), and new vectors are kept in that file as they are embedded (or
+read from the vector cache the embedding step filled); all are read back a chunk at a time for the
+points (step 3) and the rows (step 4).
 """
 
 from __future__ import annotations
 
+import json
 import logging
-import os
-import tempfile
 import time
 import uuid
 from collections import defaultdict
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 import numpy as np
 from sqlalchemy import Connection, and_, bindparam, delete, insert, select, update
 
-from ..catalog import ABSENT, Entry
+from ..catalog import ABSENT, Entry, EntrySpool
 from ..embedding import Embedder
 from ..errors import DqError, LockLost, LockTimeout, StaleSource, is_transient, one_line
 from . import journal, review, vector_cache
 from .guard import delete_points
 from .hooks import Hooks
 from .locks import CatalogLock, catalog_lock
-from .plan import Plan, StoredRow, plan_changes, refuse_foreign_namespace, stored_rows
+from .plan import Plan, plan_removal, plan_sync, refuse_foreign_namespace
 from .point_ids import point_id, point_payload
-from .qdrant_index import Point, chunks
+from .qdrant_index import Point
 from .schema import ACTIVE, COMMITTED, REJECTED, catalogs, entries
 
 log = logging.getLogger(__name__)
@@ -102,7 +102,7 @@ class SyncResult:
 def sync_catalog(
     store,  # SyncedStore; untyped to keep this module free of the facade
     catalog_id: str,
-    wanted: Sequence[Entry],
+    wanted: Iterable[Entry],
     embedder: Embedder,
     *,
     force: bool = False,
@@ -114,7 +114,8 @@ def sync_catalog(
     """Make the stores hold exactly `wanted` for this catalog (an empty list removes the catalog).
 
     Args:
-        wanted: every entry the catalog holds now.
+        wanted: every entry the catalog holds now (an `EntrySpool` is read as it is; other
+            iterables are first written to one).
         force: re-embed and rewrite every entry (review decisions are kept).
         source: the source version the entries were parsed from; the commit is refused if the
             source on disk is no longer that version (I8), and the digest is recorded.
@@ -132,27 +133,34 @@ def sync_catalog(
     result = SyncResult(catalog_id, embedder.model_id, store.collection_for(embedder))
     clock = _Clock(result.durations)
 
-    with catalog_lock(store.engine, catalog_id, store.lock_timeout_s) as lock:
-        hooks("locked")
-        with clock("recover"):
-            result.recovered_journal_rows = journal.recover(store.engine, store.index, lock, catalog_id)
+    spool = EntrySpool.of(wanted)
+    try:
+        with catalog_lock(store.engine, catalog_id, store.lock_timeout_s) as lock:
+            hooks("locked")
+            with clock("recover"):
+                result.recovered_journal_rows = journal.recover(store.engine, store.index, lock, catalog_id)
 
-        with clock("plan"):
-            rejected = review.rejected_versions(store.engine, catalog_id)
-            refuse_foreign_namespace(store.engine, store.index.prefix, catalog_id)
-            plan = plan_changes(stored_rows(store.engine, catalog_id), wanted, embedder.model_id, force, rejected)
-        result.unchanged = plan.unchanged
-        if plan.is_empty:
-            _record_source(store.engine, lock, catalog_id, source)  # I4: no entry embedded or written
-            return result
+            with clock("plan"):
+                rejected = review.rejected_versions(store.engine, catalog_id)
+                refuse_foreign_namespace(store.engine, store.index.prefix, catalog_id)
+                plan = plan_sync(store.engine, catalog_id, spool, embedder.model_id, force, rejected)
+            with plan:
+                result.unchanged = plan.unchanged
+                if plan.is_empty:
+                    _record_source(store.engine, lock, catalog_id, source)  # I4: no entry embedded or written
+                    return result
 
-        with clock("embed"):
-            cache = store.engine if use_vector_cache else None
-            new_vectors, result.embedded = _vectors_for(plan.to_embed, embedder, vectors, cache)
-        with new_vectors:
-            _write(store, lock, catalog_id, plan, _Versions(embedder, result.collection, new_vectors), source, hooks, result)
-        if cache is not None:
-            vector_cache.evict(store.engine, embedder.model_id, {e.content_hash for e in plan.to_embed})
+                with clock("embed"):
+                    cache = store.engine if use_vector_cache else None
+                    new_vectors = _VectorStore(plan, vectors)
+                    result.embedded = _embed_into(new_vectors, plan, embedder, cache)
+                _write(store, lock, catalog_id, plan, _Versions(embedder, result.collection, new_vectors), source, hooks, result)
+                if cache is not None:
+                    for part in plan.texts_to_embed():
+                        vector_cache.evict(store.engine, embedder.model_id, [h for h, _ in part])
+    finally:
+        if spool is not wanted:
+            spool.close()
     return result
 
 
@@ -163,12 +171,10 @@ def remove_rejected(store, catalog_id: str, hooks: Hooks | None = None) -> SyncR
     with catalog_lock(store.engine, catalog_id, store.lock_timeout_s) as lock:
         hooks("locked")
         result.recovered_journal_rows = journal.recover(store.engine, store.index, lock, catalog_id)
-        rows = stored_rows(store.engine, catalog_id).values()
-        plan = Plan(deletes=[r for r in rows if r.status == REJECTED])
-        plan.unchanged = len(rows) - len(plan.deletes)
-        result.unchanged = plan.unchanged
-        if not plan.is_empty:
-            _write(store, lock, catalog_id, plan, None, None, hooks, result)
+        with plan_removal(store.engine, catalog_id, REJECTED) as plan:
+            result.unchanged = plan.unchanged
+            if not plan.is_empty:
+                _write(store, lock, catalog_id, plan, None, None, hooks, result)
     return result
 
 
@@ -178,11 +184,10 @@ def _write(
     """Journal, points, commit, retire (under the catalog lock)."""
     engine, index = store.engine, store.index
     clock = _Clock(result.durations)
-    todo = plan.to_embed if versions else []
     model_id = versions.embedder.model_id if versions else ""
-    ids = {e.key: point_id(catalog_id, e.key, e.content_hash, model_id) for e in todo}  # known before any vector
-    retired = _retired_points(plan, ids)
-    new_points = {versions.collection: list(ids.values())} if versions and ids else {}
+    ids = [point_id(catalog_id, e.key, e.content_hash, model_id) for chunk in plan.to_embed() for e in chunk] if versions else []
+    retired = _retired_points(catalog_id, plan, model_id)
+    new_points = {versions.collection: ids} if versions and ids else {}
     run_id = str(uuid.uuid4())  # also the writer every new point and row records
 
     if versions and ids:  # Qdrant unreachable: fail here, with nothing journaled and nothing to clean up
@@ -200,13 +205,13 @@ def _write(
                     hooks("qdrant_batch", batch=number)
                     _assert_owned(engine, lock)
 
-                index.upsert(versions.collection, _points(catalog_id, todo, versions, run_id), on_batch=on_batch)
+                index.upsert(versions.collection, _points(catalog_id, plan, versions, run_id), on_batch=on_batch)
             hooks("qdrant_written")
 
             # 4. Commit: fence, source, rows, journal phase, in one short transaction.
             _assert_current(catalog_id, source)
             with lock.fenced(engine) as conn:
-                _apply(conn, catalog_id, plan, ids, versions, run_id, source)
+                _apply(conn, catalog_id, plan, versions, run_id, source)
                 hooks("pg_flushed")
                 journal.mark_committed(conn, run_id)
                 hooks("before_commit")
@@ -217,7 +222,7 @@ def _write(
                 raise SyncFailed(catalog_id, one_line(exc), is_transient(exc)) from exc
             log.warning("commit of %s reported %s but had succeeded; finished as committed", catalog_id, one_line(exc))
     hooks("committed")
-    result.inserted, result.updated, result.deleted = len(plan.inserts), len(plan.updates), len(plan.deletes)
+    result.inserted, result.updated, result.deleted = plan.inserted, plan.updated, plan.deleted
 
     # 5. Retire the replaced and deleted versions' points.
     with clock("retire"):
@@ -323,19 +328,17 @@ class _Versions:
 
     embedder: Embedder
     collection: str
-    vectors: _VectorSpool
+    vectors: _VectorStore
 
 
-class _VectorSpool:
-    """New vectors by content hash: precomputed ones (by the embedding asset) as given, the others in
-    a temporary file of float32 rows, read back a chunk at a time."""
+class _VectorStore:
+    """New vectors by content hash: precomputed ones as given, the others in the plan's scratch
+    file (float32 little-endian rows), read back a chunk at a time."""
 
-    def __init__(self, precomputed: Mapping[str, np.ndarray] | None):
+    def __init__(self, plan: Plan, precomputed: Mapping[str, np.ndarray] | None):
+        self._db = plan.db
         self._precomputed = precomputed or {}
-        self._rows: dict[str, int] = {}
-        self._file = tempfile.TemporaryFile(prefix="dq_vectors_")
         self._dimension = 0
-        self._count = 0
 
     def add(self, hashes: Sequence[str], vectors: np.ndarray) -> None:
         block = np.ascontiguousarray(vectors, dtype="<f4")
@@ -343,69 +346,48 @@ class _VectorSpool:
             self._dimension = block.shape[1]
         if block.shape != (len(hashes), self._dimension):
             raise ValueError(f"the embedder returned vectors of shape {block.shape} for {len(hashes)} texts")
-        os.pwrite(self._file.fileno(), block.tobytes(), self._count * self._dimension * 4)
-        for offset, content_hash in enumerate(hashes):
-            self._rows[content_hash] = self._count + offset
-        self._count += len(hashes)
+        self._db.executemany("INSERT OR REPLACE INTO vector (hash, v) VALUES (?, ?)", zip(hashes, (row.tobytes() for row in block), strict=True))
 
     def many(self, hashes: Sequence[str]) -> list[np.ndarray]:
-        """The vectors of these content hashes, in order, as float32 little-endian arrays."""
-        found: list[np.ndarray | None] = [
-            None if (v := self._precomputed.get(h)) is None else np.asarray(v, dtype="<f4") for h in hashes
-        ]
-        spooled = [(i, self._rows[h]) for i, h in enumerate(hashes) if found[i] is None]
-        if spooled:
-            low, high = min(r for _, r in spooled), max(r for _, r in spooled)
-            row_bytes = self._dimension * 4
-            if high - low < 4 * len(spooled) + 64:  # rows are written in plan order: read one span
-                span = self._read(low * row_bytes, (high - low + 1) * row_bytes).reshape(-1, self._dimension)
-                for i, row in spooled:
-                    found[i] = span[row - low]
-            else:
-                for i, row in spooled:
-                    found[i] = self._read(row * row_bytes, row_bytes)
-        return found  # type: ignore[return-value]
-
-    def _read(self, offset: int, size: int) -> np.ndarray:
-        data = os.pread(self._file.fileno(), size, offset)
-        if len(data) != size:
-            raise RuntimeError("the vector spool file is shorter than written")
-        return np.frombuffer(data, dtype="<f4")
-
-    def __enter__(self) -> _VectorSpool:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._file.close()
+        """The vectors of these content hashes (a chunk's worth), in order."""
+        found = {h: np.asarray(self._precomputed[h], dtype="<f4") for h in hashes if h in self._precomputed}
+        wanted = sorted({h for h in hashes if h not in found})
+        if wanted:
+            query = "SELECT hash, v FROM vector WHERE hash IN (SELECT value FROM json_each(?))"
+            for content_hash, blob in self._db.execute(query, (json.dumps(wanted),)):
+                found[content_hash] = np.frombuffer(blob, dtype="<f4")
+        return [found[h] for h in hashes]
 
 
-def _vectors_for(
-    todo: Sequence[Entry], embedder: Embedder, precomputed: Mapping[str, np.ndarray] | None, cache_engine
-) -> tuple[_VectorSpool, int]:
-    """Vectors by content hash; only content not precomputed or cached is encoded, chunk by chunk
-    into the spool. Returns the spool and how many texts were encoded here."""
-    spool = _VectorSpool(precomputed)
+def _embed_into(store: _VectorStore, plan: Plan, embedder: Embedder, cache_engine) -> int:
+    """Fill `store` with the vectors of every new version not precomputed (from the record's vector
+    cache where the embedding step left them, else encoded here, a chunk at a time); returns how
+    many texts were encoded here."""
     encoded = 0
-    try:
-        missing = list({e.content_hash: e.text for e in todo if not (precomputed and e.content_hash in precomputed)}.items())
-        for chunk in chunks(missing, EMBED_CHUNK):
-            if cache_engine is not None:
-                cached = vector_cache.get(cache_engine, embedder.model_id, [h for h, _ in chunk])
-                if cached:
-                    spool.add(list(cached), np.stack(list(cached.values())))
-                chunk = [(h, t) for h, t in chunk if h not in cached]
-            if chunk:
-                spool.add([h for h, _ in chunk], embedder.embed([text for _, text in chunk]))
-                encoded += len(chunk)
-    except BaseException:
-        spool.__exit__()
-        raise
-    return spool, encoded
+    batch: list[tuple[str, str]] = []
+
+    def encode(part: list[tuple[str, str]]) -> int:
+        if part:
+            store.add([h for h, _ in part], embedder.embed([text for _, text in part]))
+        return len(part)
+
+    for part in plan.texts_to_embed():
+        part = [(h, t) for h, t in part if h not in store._precomputed]
+        if cache_engine is not None and part:
+            cached = vector_cache.get(cache_engine, embedder.model_id, [h for h, _ in part])
+            if cached:
+                store.add(list(cached), np.stack(list(cached.values())))
+            part = [(h, t) for h, t in part if h not in cached]
+        batch.extend(part)
+        if len(batch) >= EMBED_CHUNK:
+            encoded += encode(batch)
+            batch = []
+    return encoded + encode(batch)
 
 
-def _points(catalog_id: str, todo: Sequence[Entry], versions: _Versions, run_id: str) -> Iterator[Point]:
-    """The new points, built a chunk at a time from the spooled vectors."""
-    for chunk in chunks(todo, WRITE_CHUNK):
+def _points(catalog_id: str, plan: Plan, versions: _Versions, run_id: str) -> Iterator[Point]:
+    """The new points, built a chunk at a time from the stored vectors."""
+    for chunk in plan.to_embed():
         for entry, vector in zip(chunk, versions.vectors.many([e.content_hash for e in chunk]), strict=True):
             yield _point(catalog_id, entry, versions.embedder.model_id, vector, run_id)
 
@@ -416,13 +398,17 @@ def _point(catalog_id: str, entry: Entry, model_id: str, vector: np.ndarray, wri
     return Point(point_id(catalog_id, entry.key, entry.content_hash, model_id), vector, payload)
 
 
-def _retired_points(plan: Plan, new_ids: Mapping[str, str]) -> dict[str, dict[str, list[str]]]:
+def _retired_points(catalog_id: str, plan: Plan, model_id: str) -> dict[str, dict[str, list[str]]]:
     """Points to delete after the commit, by collection and writer: deleted entries', and replaced
     versions' (if their id changed; a force reindex rewrites the same ids in place)."""
     retired: dict[str, dict[str, list[str]]] = defaultdict(lambda: defaultdict(list))
-    old: list[StoredRow] = plan.deletes + [row for entry, row in plan.updates if new_ids[entry.key] != row.point_id]
-    for row in old:
-        retired[row.collection][row.written_by or ""].append(row.point_id)
+    for rows in plan.deletes():
+        for row in rows:
+            retired[row.collection][row.written_by or ""].append(row.point_id)
+    for pairs in plan.updates():
+        for entry, row in pairs:
+            if point_id(catalog_id, entry.key, entry.content_hash, model_id) != row.point_id:
+                retired[row.collection][row.written_by or ""].append(row.point_id)
     return {collection: dict(by_writer) for collection, by_writer in retired.items()}
 
 
@@ -433,9 +419,7 @@ def _count(retired: Mapping[str, Mapping[str, list[str]]]) -> int:
 _REVIEW_RESET = {"status": ACTIVE, "reviewed_by": None, "review_reason": None, "reviewed_at": None}
 
 
-def _apply(
-    conn: Connection, catalog_id: str, plan: Plan, ids: Mapping[str, str], versions: _Versions | None, run_id: str, source: Source | None
-) -> None:
+def _apply(conn: Connection, catalog_id: str, plan: Plan, versions: _Versions | None, run_id: str, source: Source | None) -> None:
     """The whole catalog change in one transaction (I3), written a chunk of rows at a time."""
     now = datetime.now(UTC)
 
@@ -450,7 +434,7 @@ def _apply(
             "dimension": versions.embedder.dimension,
             "vector": vector.tobytes(),
             "collection": versions.collection,
-            "point_id": ids[entry.key],
+            "point_id": point_id(catalog_id, entry.key, entry.content_hash, versions.embedder.model_id),
             "written_by": run_id,
             "updated_at": now,
         }
@@ -459,33 +443,33 @@ def _apply(
         assert versions is not None
         return versions.vectors.many([e.content_hash for e in chunk])
 
-    for chunk in chunks(plan.inserts, WRITE_CHUNK):
+    for chunk in plan.inserts():
         rows = [{"catalog_id": catalog_id, "entry_key": e.key, **row(e, v), **_REVIEW_RESET} for e, v in zip(chunk, vectors(chunk), strict=True)]
         conn.execute(insert(entries), rows)
 
     # Same content rewritten (force, model change): the review decision stays. New content: it lapses.
-    rewrites = [(e, r) for e, r in plan.updates if e.content_hash == r.content_hash]
-    changes = [(e, r) for e, r in plan.updates if e.content_hash != r.content_hash]
-    for pairs, extra in ((rewrites, {}), (changes, _REVIEW_RESET)):
-        if not pairs:
-            continue
-        first = pairs[0][0]
-        names = [*row(first, vectors([first])[0]), *extra]
-        statement = (
-            update(entries)
-            .where(and_(entries.c.catalog_id == bindparam("b_catalog"), entries.c.entry_key == bindparam("b_key")))
-            .values({name: bindparam(name) for name in names})
-        )
-        for part in chunks(pairs, WRITE_CHUNK):
-            chunk = [e for e, _ in part]
-            rows = [{"b_catalog": catalog_id, "b_key": e.key, **row(e, v), **extra} for e, v in zip(chunk, vectors(chunk), strict=True)]
-            conn.execute(statement, rows)
+    statements: dict[bool, object] = {}
+    for pairs in plan.updates():
+        for rewrite in (True, False):
+            part = [e for e, r in pairs if (e.content_hash == r.content_hash) is rewrite]
+            if not part:
+                continue
+            extra = {} if rewrite else _REVIEW_RESET
+            rows = [{"b_catalog": catalog_id, "b_key": e.key, **row(e, v), **extra} for e, v in zip(part, vectors(part), strict=True)]
+            if rewrite not in statements:
+                statements[rewrite] = (
+                    update(entries)
+                    .where(and_(entries.c.catalog_id == bindparam("b_catalog"), entries.c.entry_key == bindparam("b_key")))
+                    .values({name: bindparam(name) for name in rows[0] if not name.startswith("b_")})
+                )
+            conn.execute(statements[rewrite], rows)
 
-    keys = [r.entry_key for r in plan.deletes]
-    for start in range(0, len(keys), 1000):
-        conn.execute(delete(entries).where(entries.c.catalog_id == catalog_id, entries.c.entry_key.in_(keys[start : start + 1000])))
+    for rows in plan.deletes():
+        keys = [r.entry_key for r in rows]
+        for start in range(0, len(keys), 1000):
+            conn.execute(delete(entries).where(entries.c.catalog_id == catalog_id, entries.c.entry_key.in_(keys[start : start + 1000])))
 
-    _record_catalog(conn, catalog_id, len(plan.inserts) + len(plan.updates) + plan.unchanged, run_id, source)
+    _record_catalog(conn, catalog_id, plan.inserted + plan.updated + plan.unchanged, run_id, source)
 
 
 class _Clock:

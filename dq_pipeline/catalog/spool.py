@@ -1,0 +1,212 @@
+"""A catalog's entries on disk, so that no step holds a million of them at once.
+
+An `EntrySpool` is a SQLite file with one row per entry, in the order the file gave them. A
+parse writes into it as it goes (see builder.EntryCollector), the plan joins it with the rows the
+record holds (sync/plan.py), and the embedding and write steps read it back a chunk at a time: the
+memory a sync needs no longer grows with the catalog (docs/DESIGN.md, "Memory").
+
+A spool is scratch data, never a store: it is written once, then sealed and only read. Its file is
+not made durable (no journal, no fsync); a crash loses a spool, never a committed row. A spool
+this process created is deleted when it is closed or collected; one opened from a path (a step
+output handed over by Dagster's IO manager, see defs/io.py) belongs to whoever keeps that path.
+Pickling a spool pickles its path, so the file must outlive the pickle (the IO manager sees to it).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sqlite3
+import tempfile
+import weakref
+from collections.abc import Iterable, Iterator, Sequence
+from pathlib import Path
+from typing import overload
+
+from .entry import Entry
+
+READ_CHUNK = 2_048  # entries fetched per round when reading a spool back
+_WRITE_CHUNK = 2_048
+
+SCHEMA = """
+CREATE TABLE entry (seq INTEGER PRIMARY KEY, key TEXT UNIQUE, kind TEXT, text TEXT, payload TEXT, location TEXT, hash TEXT)
+"""  # no other constraint: the parsers validate entries; the record's own constraints stay the last word
+
+
+def scratch_connection(path: str | Path) -> sqlite3.Connection:
+    """A SQLite connection tuned for scratch files: nothing is made durable, the page cache is small
+    (16 MiB: the memory bound), temporary b-trees go to disk."""
+    conn = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
+    for pragma in ("journal_mode=OFF", "synchronous=OFF", "cache_size=-16000", "temp_store=FILE"):
+        conn.execute(f"PRAGMA {pragma}")
+    return conn
+
+
+def _remove(path: str) -> None:
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+
+
+class DuplicateEntryKey(ValueError):
+    """Two entries with one key given to a spool (the parsers refuse these, naming both places)."""
+
+
+class EntrySpool(Sequence[Entry]):
+    """A catalog's entries in a SQLite file: appended while parsing, then sealed and read back."""
+
+    def __init__(self, path: Path, *, owned: bool, writable: bool):
+        self.path = Path(path)
+        self._owned = owned
+        self._buffer: list[tuple[str, ...]] = []
+        self._count = 0
+        self._sealed = not writable
+        if writable:
+            self._conn = scratch_connection(self.path)
+            self._conn.execute(SCHEMA)
+        else:
+            self._conn = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, check_same_thread=False)
+            self._count = self._conn.execute("SELECT count(*) FROM entry").fetchone()[0]
+        # A spool this process created goes with it, however the process lets go of it.
+        self._finalizer = weakref.finalize(self, _remove, str(self.path)) if owned else None
+
+    @classmethod
+    def create(cls, directory: str | Path | None = None) -> EntrySpool:
+        """A new, empty spool in a temporary file (deleted on close)."""
+        handle, name = tempfile.mkstemp(prefix="dq_entries_", suffix=".sqlite", dir=directory)
+        os.close(handle)
+        return cls(Path(name), owned=True, writable=True)
+
+    @classmethod
+    def of(cls, entries: Iterable[Entry]) -> EntrySpool:
+        """`entries` (a list, a generator, another spool) as a sealed spool; a spool is returned as is."""
+        if isinstance(entries, EntrySpool):
+            return entries
+        spool = cls.create()
+        try:
+            for entry in entries:
+                spool.add(entry)
+            spool.seal()
+        except BaseException:
+            spool.close()
+            raise
+        return spool
+
+    @classmethod
+    def open(cls, path: str | Path) -> EntrySpool:
+        """A sealed spool file someone else keeps (read-only; not deleted on close)."""
+        return cls(Path(path), owned=False, writable=False)
+
+    # --- writing --------------------------------------------------------------------------------
+
+    def add(self, entry: Entry) -> None:
+        if self._sealed:
+            raise RuntimeError("this entry spool is sealed")
+        self._buffer.append((entry.key, entry.kind, entry.text, entry.payload_json, entry.location, entry.content_hash))
+        if len(self._buffer) >= _WRITE_CHUNK:
+            self._flush()
+
+    def location_of(self, key: str) -> str | None:
+        """Where the entry with this key came from, or None if the spool has no such entry."""
+        self._flush()
+        row = self._conn.execute("SELECT location FROM entry WHERE key = ?", (key,)).fetchone()
+        return None if row is None else row[0]
+
+    def _flush(self) -> None:
+        if not self._buffer:
+            return
+        try:
+            self._conn.executemany("INSERT INTO entry (key, kind, text, payload, location, hash) VALUES (?, ?, ?, ?, ?, ?)", self._buffer)
+        except sqlite3.IntegrityError as exc:
+            raise DuplicateEntryKey(f"two entries share one entry key ({exc})") from None
+        self._count += len(self._buffer)
+        self._buffer = []
+
+    def seal(self) -> EntrySpool:
+        """No more entries: flush and switch to reading."""
+        if not self._sealed:
+            self._flush()
+            self._sealed = True
+        return self
+
+    # --- reading --------------------------------------------------------------------------------
+
+    def __len__(self) -> int:
+        return self._count + len(self._buffer)
+
+    def __iter__(self) -> Iterator[Entry]:
+        for chunk in self.chunks():
+            yield from chunk
+
+    def chunks(self, size: int = READ_CHUNK) -> Iterator[list[Entry]]:
+        """The entries in file order, `size` at a time (what readers should use on big catalogs)."""
+        self.seal()
+        last = 0
+        while True:
+            rows = self._conn.execute(
+                "SELECT seq, key, kind, text, payload, location, hash FROM entry WHERE seq > ? ORDER BY seq LIMIT ?", (last, size)
+            ).fetchall()
+            if not rows:
+                return
+            last = rows[-1][0]
+            yield [Entry.restore(*row[1:]) for row in rows]
+
+    @overload
+    def __getitem__(self, index: int) -> Entry: ...
+    @overload
+    def __getitem__(self, index: slice) -> list[Entry]: ...
+    def __getitem__(self, index: int | slice) -> Entry | list[Entry]:
+        if isinstance(index, slice):
+            return list(self)[index]
+        self.seal()
+        position = index + len(self) if index < 0 else index
+        if not 0 <= position < len(self):
+            raise IndexError("entry spool index out of range")
+        row = self._conn.execute("SELECT key, kind, text, payload, location, hash FROM entry ORDER BY seq LIMIT 1 OFFSET ?", (position,)).fetchone()
+        return Entry.restore(*row)
+
+    def kinds(self) -> dict[str, int]:
+        """How many entries of each kind."""
+        self.seal()
+        return dict(self._conn.execute("SELECT kind, count(*) FROM entry GROUP BY kind ORDER BY kind").fetchall())
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, (EntrySpool, list, tuple)):
+            return len(self) == len(other) and all(a == b for a, b in zip(self, other, strict=True))
+        return NotImplemented
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return f"EntrySpool({str(self.path)!r}, {len(self)} entries)"
+
+    # --- lifetime -------------------------------------------------------------------------------
+
+    def move_to(self, path: str | Path) -> None:
+        """Hand the sealed file over to `path` (a step output's place): from now on it is kept there.
+        A file this spool does not own is copied, not moved."""
+        self.seal()
+        self._conn.close()
+        if self._owned:
+            shutil.move(str(self.path), str(path))
+            assert self._finalizer is not None
+            self._finalizer.detach()
+        else:
+            shutil.copyfile(self.path, path)
+        self.__init__(Path(path), owned=False, writable=False)  # type: ignore[misc]
+
+    def close(self) -> None:
+        self._conn.close()
+        if self._finalizer is not None:
+            self._finalizer()
+
+    def __enter__(self) -> EntrySpool:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __reduce__(self) -> tuple[object, tuple[str]]:
+        self.seal()
+        return (EntrySpool.open, (str(self.path),))
