@@ -314,6 +314,99 @@ def test_many_tiny_rows_parse_in_bounded_memory(tmp_path: Path) -> None:
     assert figures["max_rss_mb"] < 600, figures  # ~0.7 KB per entry on top of the interpreter
 
 
+READ_RECORDS = r"""
+import json, sys
+from pathlib import Path
+from dq_pipeline.catalog.formats.records import read_csv, read_jsonl
+from dq_pipeline.catalog.source import text_lines
+def peak_mb():
+    return next(int(l.split()[1]) for l in open("/proc/self/status") if l.startswith("VmHWM:")) / 1024
+records = 0
+if len(sys.argv) > 1:  # without a file: the baseline, the interpreter and the modules alone
+    reader = read_csv if sys.argv[1].endswith(".csv") else read_jsonl
+    records = sum(1 for _ in reader(text_lines(Path(sys.argv[1]), "big"), "big"))
+print(json.dumps({"records": records, "peak_mb": peak_mb()}))
+"""
+
+
+def _read_records(*path: Path) -> dict:
+    done = subprocess.run([sys.executable, "-c", READ_RECORDS, *map(str, path)], capture_output=True, text=True, timeout=300, check=False)
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout)
+
+
+@pytest.mark.parametrize("suffix", [".jsonl", ".csv"])
+def test_line_based_catalogs_are_read_in_memory_bounded_by_the_longest_line(tmp_path: Path, suffix: str) -> None:
+    """A ~100 MB file of 200,000 records is read (records only, no entries built) with a peak far
+    below its size: the whole file was read at once before (its bytes and its text, twice its size)."""
+    rows, filler = 200_000, "x" * 480
+    path = tmp_path / f"big{suffix}"
+    with path.open("w", encoding="utf-8") as handle:
+        if suffix == ".csv":
+            handle.write("key,description\n")
+            handle.writelines(f'k{i},"{filler}\n{i}"\n' for i in range(rows))  # a quoted newline in each
+        else:
+            handle.writelines(json.dumps({"key": f"k{i}", "description": filler}) + "\n" for i in range(rows))
+    size_mb = path.stat().st_size / 2**20
+    baseline, read = _read_records(), _read_records(path)
+    assert read["records"] == rows
+    growth = read["peak_mb"] - baseline["peak_mb"]
+    print(f"{suffix}: file {size_mb:.0f} MB, peak {read['peak_mb']:.0f} MB, baseline {baseline['peak_mb']:.0f} MB, growth {growth:.1f} MB")
+    assert size_mb > 90 and growth < 0.4 * size_mb, {"file_mb": size_mb, "growth_mb": growth, **read}
+
+
+def _big_jsonl(path: Path, rows: int, bad_line: int, bad: bytes, *, bom: bool = False) -> int:
+    """A JSON Lines file with `bad` inside the description of line `bad_line`; the bad byte's offset."""
+    offset = len(b"\xef\xbb\xbf") if bom else 0
+    with path.open("wb") as handle:
+        handle.write(b"\xef\xbb\xbf"[:offset])
+        for i in range(1, rows + 1):
+            line = json.dumps({"key": f"k{i}", "description": "x" * (i % 97)}).encode()
+            if i == bad_line:
+                at = line.index(b'"description": "') + len(b'"description": "') + 1
+                line, found = line[:at] + bad + line[at:], offset + at
+            handle.write(line + b"\n")
+            offset += len(line) + 1
+    return found
+
+
+@pytest.mark.parametrize(
+    "bad, reason",
+    [(b"\x00", "NUL byte at offset {}: not a text file"), (b"\xff", "invalid UTF-8 byte 0xff at offset {} (save the file as UTF-8)")],
+    ids=["nul", "invalid-utf8"],
+)
+@pytest.mark.parametrize("bom", [False, True], ids=["no-bom", "utf8-bom"])
+def test_binary_bytes_deep_in_a_big_jsonl_name_their_line_and_offset(tmp_path: Path, bad: bytes, reason: str, bom: bool) -> None:
+    from dq_pipeline.catalog.source import read_text, text_lines
+
+    path = tmp_path / "big.jsonl"
+    offset = _big_jsonl(path, 60_000, 43_210, bad, bom=bom)
+    with pytest.raises(CatalogError) as refused:
+        parse_catalog(discover(tmp_path)["big"])
+    message = str(refused.value)
+    assert f"  line 43210: {reason.format(offset)}" in message, message
+    # The line reader and the whole-file reader refuse alike, before the first line is given.
+    with pytest.raises(CatalogError) as by_lines:
+        next(text_lines(path, "big"))
+    with pytest.raises(CatalogError) as whole:
+        read_text(path, "big")
+    assert str(by_lines.value) == str(whole.value)
+
+
+def test_a_nul_byte_anywhere_is_refused_before_an_earlier_invalid_byte_or_record(tmp_path: Path) -> None:
+    """As when the whole file was read first: the NUL byte of line 50,000 is named, not the invalid
+    UTF-8 of line 20,000 nor the broken JSON of line 10."""
+    path = tmp_path / "big.jsonl"
+    _big_jsonl(path, 60_000, 20_000, b"\xff")
+    lines = path.read_bytes().split(b"\n")
+    lines[9] = b'{"key": '
+    lines.insert(49_999, b'{"key": "k\x00"}')
+    path.write_bytes(b"\n".join(lines))
+    with pytest.raises(CatalogError) as refused:
+        parse_catalog(discover(tmp_path)["big"])
+    assert "line 50000: NUL byte at offset" in str(refused.value), str(refused.value)
+
+
 @pytest.mark.postgres
 def test_a_5mb_description_is_accepted_and_synced_in_bounded_memory(postgres_url: str, tmp_path: Path) -> None:
     """Far past any model's token limit: accepted, the payload stored whole, the embedded text cut to

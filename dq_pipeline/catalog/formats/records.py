@@ -1,9 +1,10 @@
 """Generic record files: CSV, JSON, JSON Lines and YAML, one row or object per entry.
 
 Reads: a CSV with a header row; a JSON array of objects or an object whose `entries` holds one;
-JSON Lines (blank lines skipped); YAML with the same shapes as JSON. Every row/object becomes a
-``(location, mapping)`` pair for `generic.py`. YAML anchors, aliases and merge keys (``<<: *base``,
-an explicit key overriding the merged one) are read.
+JSON Lines (blank lines skipped); YAML with the same shapes as JSON. CSV and JSON Lines are read a
+line at a time (`source.text_lines`: memory bounded by the longest record, not by the file). Every
+row/object becomes a ``(location, mapping)`` pair for `generic.py`. YAML anchors, aliases and merge
+keys (``<<: *base``, an explicit key overriding the merged one) are read.
 
 Refuses, with the line or record path: ragged CSV rows, blank or repeated header names, unclosed
 quotes, truncated or invalid JSON/YAML, YAML tags beyond the safe set, nesting deeper than
@@ -23,7 +24,7 @@ import csv
 import io
 import json
 import re
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -33,14 +34,24 @@ from ..builder import Refused
 from ..entry import CatalogError, Entry
 from ..generic import entries_from_records
 from ..notices import warn
-from ..source import MAX_NESTING, deeper_than, json_too_deep, read_text
+from ..source import MAX_NESTING, deeper_than, json_too_deep, read_text, text_lines
 from . import OVERRIDES_FILE, Format
 
 Record = tuple[str, "dict[str, Any] | Refused"]
 
 
-def read_csv(text: str, display: str) -> Iterator[Record]:
-    reader = csv.reader(io.StringIO(text, newline=""), strict=True)
+def _csv_lines(lines: Iterable[str]) -> Iterator[str]:
+    """The lines the csv module reads from a file opened with ``newline=""``: a bare CR ends one too."""
+    for line in lines:
+        if "\r" in line:
+            yield from io.StringIO(line, newline="")
+        else:
+            yield line
+
+
+def read_csv(lines: Iterable[str], display: str) -> Iterator[Record]:
+    """The records of a CSV file, from its decoded lines (`source.text_lines`)."""
+    reader = csv.reader(_csv_lines(lines), strict=True)
     start = 1
     try:
         header = next(reader, None)
@@ -253,8 +264,10 @@ def read_json(text: str, display: str) -> Iterator[Record]:
     yield from _records_of_document(load_json(text, display), display)
 
 
-def read_jsonl(text: str, display: str) -> Iterator[Record]:
-    for number, line in enumerate(text.split("\n"), start=1):
+def read_jsonl(lines: Iterable[str], display: str) -> Iterator[Record]:
+    """The records of a JSON Lines file, from its decoded lines (`source.text_lines`)."""
+    for number, line in enumerate(lines, start=1):
+        line = line.removesuffix("\n")  # a line's own text: its JSON errors name its line and column
         if not line.strip():
             continue
         obj = load_json(line, display, line=number)
@@ -467,26 +480,35 @@ def _renamed(records: Iterator[Record], columns: dict[str, str | None], display:
 
 def with_columns(fmt: Format, columns: dict[str, str | None]) -> Format:
     """The record format `fmt` reading the file's columns under the entry fields `columns` names."""
-    reader = _READERS[fmt.name]
+    load, reader = _READERS[fmt.name]
 
     def parse(path: Path, display: str) -> list[Entry]:
-        return entries_from_records(_renamed(reader(read_text(path, display), display), columns, display), display)
+        return entries_from_records(_renamed(reader(load(path, display), display), columns, display), display)
 
     return Format(fmt.name, fmt.suffixes, detect=fmt.detect, parse=parse)
 
 
-def _format(name: str, suffixes: tuple[str, ...], reader: Any) -> Format:
+def _format(name: str, suffixes: tuple[str, ...]) -> Format:
+    load, reader = _READERS[name]
+
     def parse(path: Path, display: str) -> list[Entry]:
-        return entries_from_records(reader(read_text(path, display), display), display)
+        return entries_from_records(reader(load(path, display), display), display)
 
     return Format(name, suffixes, detect=lambda head: True, parse=parse)
 
 
-_READERS = {"csv": read_csv, "json": read_json, "jsonl": read_jsonl, "yaml": read_yaml}
+# Each record format: how its file is read (line by line, in memory bounded by the longest line, for
+# the line-based formats; whole for a JSON or YAML document, parsed whole anyway) and its reader.
+_READERS: dict[str, tuple[Any, Any]] = {
+    "csv": (text_lines, read_csv),
+    "json": (read_text, read_json),
+    "jsonl": (text_lines, read_jsonl),
+    "yaml": (read_text, read_yaml),
+}
 
 FORMATS = [
-    _format("csv", (".csv",), read_csv),
-    _format("json", (".json",), read_json),
-    _format("jsonl", (".jsonl", ".ndjson"), read_jsonl),
-    _format("yaml", (".yaml", ".yml"), read_yaml),
+    _format("csv", (".csv",)),
+    _format("json", (".json",)),
+    _format("jsonl", (".jsonl", ".ndjson")),
+    _format("yaml", (".yaml", ".yml")),
 ]
