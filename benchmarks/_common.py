@@ -9,9 +9,11 @@ import platform
 import re
 import resource
 import shutil
+import socket
 import statistics
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -44,7 +46,7 @@ def peak_rss_mib() -> float:
     return round(kib / 1024, 1)
 
 
-def reset_pg(pg_url: str, name: str) -> None:
+def reset_pg(pg_url: str, name: str, create: bool = True) -> None:
     """Drop and create a benchmark's own database on the server of `pg_url` (any SQLAlchemy or libpq URL).
 
     psycopg is imported here because both virtualenvs (the project's and LangChain's) have it.
@@ -54,7 +56,37 @@ def reset_pg(pg_url: str, name: str) -> None:
 
     with psycopg.connect(re.sub(r"^postgresql\+\w+://", "postgresql://", pg_url), autocommit=True) as conn:
         conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+        if create:
+            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+
+
+def drop_pg(pg_url: str, name: str) -> None:
+    """Drop a benchmark's own database (made by `reset_pg`)."""
+    reset_pg(pg_url, name, create=False)
+
+
+def start_rest_qdrant(servers: list[subprocess.Popen]) -> str:
+    """The REST Qdrant stand-in (the test suite's fake server) in its own process, on a free port;
+    appended to `servers` (stop them with `stop_servers`). Returns its URL."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    servers.append(subprocess.Popen([sys.executable, "-m", "dq_pipeline_tests.fake_qdrant", "--port", str(port)], cwd=HERE.parent,
+                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+    for _ in range(200):
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return f"http://127.0.0.1:{port}"
+        except OSError:
+            time.sleep(0.05)
+    raise SystemExit("the REST Qdrant stand-in did not start")
+
+
+def stop_servers(servers: list[subprocess.Popen]) -> None:
+    for server in servers:
+        server.kill()
+        server.wait()
+    servers.clear()
 
 
 def fresh_round(root: Path, rnd: int, configs: list[dict[str, Any]], db_prefix: str, pg_url: str) -> None:

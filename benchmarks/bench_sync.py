@@ -30,7 +30,6 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -56,30 +55,6 @@ def catalog(size: int, seed: int, scenario: str) -> Iterator[synthetic.Synthetic
     for i, e in enumerate(synthetic.entries(size, seed)):
         if i not in removed:
             yield synthetic.changed(e) if i in edited else e
-
-
-def _start_rest_qdrant(servers: list[subprocess.Popen]) -> str:
-    """The REST stand-in in its own process (the test suite's fake server), on a free port."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    repo = Path(__file__).resolve().parent.parent
-    servers.append(subprocess.Popen([sys.executable, "-m", "dq_pipeline_tests.fake_qdrant", "--port", str(port)], cwd=repo,
-                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
-    for _ in range(200):
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return f"http://127.0.0.1:{port}"
-        except OSError:
-            time.sleep(0.05)
-    raise SystemExit("the REST Qdrant stand-in did not start")
-
-
-def _stop(servers: list[subprocess.Popen]) -> None:
-    for server in servers:
-        server.kill()
-        server.wait()
-    servers.clear()
 
 
 def database_url(spec: dict[str, Any]) -> str:
@@ -256,11 +231,11 @@ def main() -> None:
     servers: list[subprocess.Popen] = []
     try:
         for rnd in range(args.repeat):
-            _stop(servers)
+            common.stop_servers(servers)
             common.fresh_round(root, rnd, configs, "dq_bench", args.pg_url)
             for config in configs:
                 if config["engine"] == "rest":
-                    config["qdrant_url"] = _start_rest_qdrant(servers)
+                    config["qdrant_url"] = common.start_rest_qdrant(servers)
             for scenario in scenarios:
                 todo = [dict(c) for c in configs if c["system"] == "dq" or (c["system"] == "naive" and scenario in NAIVE_SCENARIOS)]
                 if scenario == "fresh" and "encode" in systems:
@@ -275,7 +250,7 @@ def main() -> None:
                     if "error" in result and scenario == "fresh" and config["system"] != "encode":
                         raise SystemExit(f"fresh sync failed: {result['error']}")
     finally:
-        _stop(servers)
+        common.stop_servers(servers)
         shutil.rmtree(root, ignore_errors=True)
     common.save(args.json_out, {"machine": info, "args": vars(args), "samples": samples})
     print(table(samples, info, args))
