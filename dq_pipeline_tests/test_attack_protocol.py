@@ -377,18 +377,18 @@ def _peak_mib(args: list[str], env: dict[str, str]) -> float:
 
 
 @pytest.mark.dagster
-@pytest.mark.xfail(
-    strict=True,
-    reason="open (issue 10 item 9): a sync holds the parsed catalog and its plan whole, ~2.7 GiB at 1M entries; "
-    "verify and repair page (bounded). Strict: it fails loudly once a streaming parse/plan lands",
-)
-def test_sync_of_a_million_entries_stays_under_one_gib(tmp_path: Path) -> None:
+def test_sync_verify_and_repair_of_a_million_entries_stay_under_one_gib(tmp_path: Path) -> None:
     """Issue 10.9: sync, verify and repair of a 1M-entry catalog each under 1 GiB peak RSS (embedding
-    excluded), through the Dagster path. Measured at 20k and 80k entries (SQLite + Qdrant Edge,
-    hashing embedder) and extrapolated linearly to 1M. Observed at 1M directly (PostgreSQL + Edge):
-    `dq-pipeline sync` peaked at 2.7 GiB before writing a single row: `execute_in_process` runs the
-    three steps in the CLI's process, and the parsed catalog (every Entry), the plan and the step
-    outputs are held whole."""
+    excluded), through the Dagster path (`dq-pipeline`, whose sync is the Dagster job). Measured at
+    20k and 80k entries and extrapolated linearly to 1M; the figure at 1M itself is in
+    benchmarks/RESULTS.md. Before the entries went to disk (catalog/spool.py) the sync held the
+    parsed catalog and its plan whole: 2.7 GiB at 1M.
+
+    Qdrant is a server in another process (the REST stand-in, in this test's process): the layout
+    for catalogs of this size, and the one in which the measured process holds only the pipeline.
+    Embedded Qdrant Edge adds its own index to the process (~0.9 KB per point, file-backed)."""
+    from .fake_qdrant import FakeQdrant
+
     peaks: dict[str, list[float]] = {"sync": [], "verify": [], "repair": []}
     sizes = (20_000, 80_000)
     for size in sizes:
@@ -399,21 +399,19 @@ def test_sync_of_a_million_entries_stays_under_one_gib(tmp_path: Path) -> None:
             for i in range(size):
                 f.write(f"t{i // 1000},c{i},text,column {i} of table t{i // 1000}: the {i % 97}th measure of the customer order line\n")
         env = {k: v for k, v in os.environ.items() if not k.startswith("DQ_") and k != "DAGSTER_HOME"}
-        env.update(
-            DQ_DATABASE_URL=f"sqlite:///{work / 'dq.sqlite3'}",
-            DQ_QDRANT_PATH=str(work / "qdrant"),
-            DQ_QDRANT_ENGINE="edge",
-            DQ_DATA_DIR=str(work / "data"),
-            DQ_CATALOG_DIR=str(work / "catalogs"),
-            DQ_EMBEDDING_MODEL="hashing:32",
-        )
-        peaks["sync"].append(_peak_mib([DQ_EXE, "sync", "--json"], env))
-        peaks["verify"].append(_peak_mib([DQ_EXE, "verify", "--json"], env))
-        peaks["repair"].append(_peak_mib([DQ_EXE, "repair", "--json"], env))
+        with FakeQdrant() as qdrant:
+            env.update(
+                DQ_DATABASE_URL=f"sqlite:///{work / 'dq.sqlite3'}",
+                DQ_QDRANT_URL=qdrant.url,
+                DQ_DATA_DIR=str(work / "data"),
+                DQ_CATALOG_DIR=str(work / "catalogs"),
+                DQ_EMBEDDING_MODEL="hashing:32",
+            )
+            peaks["sync"].append(_peak_mib([DQ_EXE, "sync", "--json"], env))
+            peaks["verify"].append(_peak_mib([DQ_EXE, "verify", "--json"], env))
+            peaks["repair"].append(_peak_mib([DQ_EXE, "repair", "--json"], env))
     at_a_million = {
         name: round(small + (large - small) / (sizes[1] - sizes[0]) * (1_000_000 - sizes[0]))
         for name, (small, large) in peaks.items()
     }
-    # verify/repair are reported, not asserted: their growth here is mostly Qdrant Edge's file-backed
-    # pages (measured at 1M: verify 886 MiB peak, 210 MiB of it anonymous).
-    assert at_a_million["sync"] < 1024, f"peak RSS extrapolated to 1M entries (MiB): {at_a_million}; measured {peaks}"
+    assert max(at_a_million.values()) < 1024, f"peak RSS extrapolated to 1M entries (MiB): {at_a_million}; measured {peaks}"
