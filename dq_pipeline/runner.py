@@ -18,6 +18,7 @@ from typing import Any
 from dagster import DagsterInstance, DagsterRunStatus, ExecuteInProcessResult, RunsFilter
 
 from .catalog import discover
+from .embedding.embedder import check_model_source
 from .errors import ConfigurationError
 from .settings import Settings, check_namespace, exported
 from .sync import open_record
@@ -27,10 +28,10 @@ SyncRow = dict[str, Any]
 COUNTS = ("inserted", "updated", "deleted", "unchanged", "embedded")
 
 
-def catalogs_to_sync(settings: Settings) -> list[str]:
+def recorded_catalogs(settings: Settings) -> set[str]:
+    """Every catalog the record knows of: with rows, with journal rows, or recorded with no entries."""
     from sqlalchemy import select
 
-    on_disk = set(discover(settings.catalog_dir))
     engine = open_record(settings.database_url)
     try:
         with engine.connect() as conn:
@@ -43,6 +44,12 @@ def catalogs_to_sync(settings: Settings) -> list[str]:
             recorded |= set(conn.scalars(select(catalogs.c.catalog_id)))
     finally:
         engine.dispose()
+    return recorded
+
+
+def catalogs_to_sync(settings: Settings) -> list[str]:
+    on_disk = set(discover(settings.catalog_dir))
+    recorded = recorded_catalogs(settings)
     if recorded and not on_disk:
         # An empty catalog folder is what an unmounted volume looks like: never read it as "every
         # catalog removed". Removing them all stays possible, by naming them.
@@ -51,6 +58,18 @@ def catalogs_to_sync(settings: Settings) -> list[str]:
             "refusing to remove them all (an unmounted folder?); name them with --catalog to remove them"
         )
     return sorted(on_disk | recorded)
+
+
+def refuse_unknown(settings: Settings, catalog_ids: list[str]) -> None:
+    """A catalog named on the command line must have a file or be recorded: a typo is an error,
+    not an empty catalog synced with nothing to do."""
+    known = set(discover(settings.catalog_dir)) | recorded_catalogs(settings)
+    unknown = [cid for cid in catalog_ids if cid not in known]
+    if unknown:
+        raise ConfigurationError(
+            f"no such catalog: {', '.join(unknown)} (no file for it in {settings.catalog_dir} and nothing recorded; "
+            "a catalog id is the file's path in the folder without its extension, e.g. sales/orders)"
+        )
 
 
 def run_sync(
@@ -67,6 +86,9 @@ def run_sync(
         check_namespace(engine, settings.namespace)  # a configuration error (exit 2) before any run starts
     finally:
         engine.dispose()
+    if catalog_ids:
+        refuse_unknown(settings, catalog_ids)
+    check_model_source(settings.embedding_model)  # a model that cannot load is exit 2, before any run
     ids = catalog_ids or catalogs_to_sync(settings)
     with exported(settings):
         return _run(settings, ids, force=force, progress=progress, instance=instance, verbose=verbose)

@@ -163,3 +163,31 @@ def test_first_run_as_a_user_types_it(env: dict[str, str], tmp_path: Path) -> No
     assert all(c["pg"] == c["qdrant"] > 0 for c in report["catalogs"].values())
     bad = subprocess.run([str(exe), "verify", "--catalog", "/abs"], env=environment, capture_output=True, text=True, timeout=300)
     assert bad.returncode == 2 and bad.stderr.startswith("error: ") and "Traceback" not in bad.stderr
+
+
+def test_an_unsupported_database_is_a_configuration_error(env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
+    """Exit 2 and one line naming what is supported, not a driver's ImportError (exit 1)."""
+    for url, said in (("mysql://u:secret-pw@db/x", "database 'mysql' is not supported"), ("postgresql+pg8000://u:secret-pw@db/x", "driver 'postgresql+pg8000' cannot be loaded")):
+        monkeypatch.setenv("DQ_DATABASE_URL", url)
+        result = CliRunner().invoke(cli, ["status"], catch_exceptions=False)
+        assert result.exit_code == 2, result.output
+        assert said in result.stderr and "postgresql://" in result.stderr and "sqlite:///" in result.stderr
+        assert "secret-pw" not in result.output and len(result.stderr.strip().splitlines()) == 1
+
+
+def test_syncing_a_catalog_that_does_not_exist_is_refused(env: dict[str, str]) -> None:
+    """A typo in --catalog is an error (exit 2) naming it, and nothing runs; a recorded catalog whose
+    file is gone is not unknown: naming it removes it."""
+    result = CliRunner().invoke(cli, ["sync", "--catalog", "sales/order", "--catalog", "sales/orders"], catch_exceptions=False)
+    assert result.exit_code == 2, result.output
+    assert "no such catalog: sales/order " in result.stderr and "sales/orders," not in result.stderr
+    assert run_json("status")["catalogs"] == {}  # nothing ran, not even the good one
+
+
+def test_a_model_that_can_neither_load_nor_download_is_one_configuration_error(env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
+    """Exit 2 with one line, before any run: not the hub client's retries at every step attempt."""
+    monkeypatch.setenv("DQ_EMBEDDING_MODEL", "not/a-model")
+    result = CliRunner().invoke(cli, ["sync"], catch_exceptions=False)
+    assert result.exit_code == 2, result.output
+    assert result.stderr.lower().startswith("error: embedding model 'not/a-model'") and len(result.stderr.strip().splitlines()) == 1
+    assert run_json("status")["catalogs"] == {}

@@ -80,6 +80,8 @@ class SentenceTransformerEmbedder:
         from sentence_transformers import SentenceTransformer
 
         source, self.model_id, offline = resolve_model(model)
+        if not offline:
+            offline = _in_hub_cache(source)
         if offline:
             os.environ.setdefault("HF_HUB_OFFLINE", "1")
         self._model = SentenceTransformer(source, device=device, local_files_only=offline)
@@ -105,6 +107,41 @@ class SentenceTransformerEmbedder:
             show_progress_bar=len(texts) > 4 * self.batch_size and sys.stderr.isatty(),
         )
         return np.asarray(vectors, dtype=np.float32)
+
+
+def check_model_source(name: str | None) -> None:
+    """Raise ConfigurationError now if the configured model can be neither loaded from disk nor
+    downloaded (loads nothing; a hub name costs one short request when it is not cached)."""
+    source, _, offline = resolve_model(name)
+    if not offline:
+        _in_hub_cache(source)
+
+
+def _in_hub_cache(name: str) -> bool:
+    """Whether a hub model is in the local hub cache (then it loads with no network). If it is not,
+    one short look at the hub tells a model that can be downloaded from one that cannot: a name
+    that is neither a folder nor reachable is a configuration error in one line, not minutes of the
+    hub client's retries (and again at every step retry)."""
+    from huggingface_hub import HfApi, snapshot_download
+    from huggingface_hub.errors import HFValidationError, RepositoryNotFoundError
+
+    from ..errors import ConfigurationError
+
+    try:
+        snapshot_download(name, local_files_only=True)
+        return True
+    except Exception:  # not cached (or a name the hub could not hold): ask the hub
+        pass
+    try:
+        HfApi().model_info(name, timeout=10)
+    except (RepositoryNotFoundError, HFValidationError):
+        raise ConfigurationError(f"embedding model {name!r}: no such local folder, and no such model on the hub") from None
+    except Exception as exc:
+        raise ConfigurationError(
+            f"embedding model {name!r} is neither a local folder nor in the local hub cache, and the hub cannot be "
+            f"reached ({type(exc).__name__}); set DQ_EMBEDDING_MODEL to a model folder, or leave it unset for the bundled model"
+        ) from None
+    return False
 
 
 _cache: dict[tuple[str, int, str | None, str], Embedder] = {}

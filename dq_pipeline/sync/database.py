@@ -5,14 +5,29 @@ from __future__ import annotations
 from pathlib import Path
 
 from sqlalchemy import Engine, create_engine, event
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import ArgumentError, NoSuchModuleError
+
+from ..errors import ConfigurationError
 
 WRITE = {"dq_write": True}
+SUPPORTED = "postgresql:// (psycopg 3), postgresql+psycopg2:// or sqlite:///PATH"
+
+
+def _parsed(url: str) -> URL:
+    """The URL parsed, or a configuration error naming what is supported (never the URL: it may hold a password)."""
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        raise ConfigurationError(f"DQ_DATABASE_URL is not a database URL; use {SUPPORTED}") from None
+    if parsed.get_backend_name() not in ("postgresql", "sqlite"):
+        raise ConfigurationError(f"DQ_DATABASE_URL: database {parsed.get_backend_name()!r} is not supported; use {SUPPORTED}")
+    return parsed
 
 
 def normalise_url(url: str) -> str:
     """`postgresql://` means psycopg 3 here; SQLite paths get their folder created."""
-    parsed = make_url(url)
+    parsed = _parsed(url)
     if parsed.drivername in ("postgresql", "postgres"):
         parsed = parsed.set(drivername="postgresql+psycopg")
     if parsed.get_backend_name() == "sqlite" and parsed.database and parsed.database != ":memory:":
@@ -39,11 +54,14 @@ def make_engine(url: str) -> Engine:
     backend = make_url(url).get_backend_name()
     if backend == "sqlite":
         if make_url(url).database in (None, "", ":memory:"):
-            raise ValueError("an in-memory SQLite database cannot hold a synced index; use a file path")
+            raise ConfigurationError("an in-memory SQLite database cannot hold a synced index; use a file path")
         engine = create_engine(url, connect_args={"timeout": 60})
         _sqlite_transactions(engine)
         return engine
-    return create_engine(url, pool_pre_ping=True, hide_parameters=True)
+    try:
+        return create_engine(url, pool_pre_ping=True, hide_parameters=True)
+    except (NoSuchModuleError, ImportError) as exc:  # a driver that is not installed
+        raise ConfigurationError(f"DQ_DATABASE_URL: driver {make_url(url).drivername!r} cannot be loaded ({exc}); use {SUPPORTED}") from None
 
 
 def _sqlite_transactions(engine: Engine) -> None:
