@@ -124,3 +124,31 @@ def _written(result) -> dict[str, int]:
     (materialization,) = [m for m in result.get_asset_materialization_events() if m.asset_key.path == ["catalog_index"]]
     metadata = materialization.materialization.metadata
     return {name: metadata[name].value for name in ("inserted", "updated", "deleted", "unchanged")}
+
+
+def test_scratch_files_of_killed_processes_are_swept(tmp_path: Path) -> None:
+    """A kill -9 runs no clean-up: the next scratch file swept what a dead process left a day ago,
+    and nothing of a live process or of the last day."""
+    import os
+    import subprocess
+    import sys
+    import time
+
+    from dq_pipeline.catalog.spool import SCRATCH_PREFIX, STALE_AFTER_S, scratch_file
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True, check=True)
+    dead_pid = int(dead.stdout)
+    old = time.time() - STALE_AFTER_S - 60
+    left = {
+        "dead_old": (dead_pid, old),
+        "dead_recent": (dead_pid, time.time()),
+        "alive_old": (os.getpid(), old),
+    }
+    paths = {}
+    for name, (pid, mtime) in left.items():
+        paths[name] = tmp_path / f"{SCRATCH_PREFIX}{pid}_plan_{name}.sqlite"
+        paths[name].write_bytes(b"")
+        os.utime(paths[name], (mtime, mtime))
+    fresh = scratch_file("entries", tmp_path)
+    assert fresh.exists() and not paths["dead_old"].exists()
+    assert paths["dead_recent"].exists() and paths["alive_old"].exists()

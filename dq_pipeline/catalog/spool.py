@@ -18,6 +18,7 @@ import os
 import shutil
 import sqlite3
 import tempfile
+import time
 import weakref
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
@@ -40,6 +41,42 @@ def scratch_connection(path: str | Path) -> sqlite3.Connection:
     for pragma in ("journal_mode=OFF", "synchronous=OFF", "cache_size=-16000", "temp_store=FILE"):
         conn.execute(f"PRAGMA {pragma}")
     return conn
+
+
+SCRATCH_PREFIX = "dq_scratch_"
+STALE_AFTER_S = 24 * 3600
+
+
+def scratch_file(kind: str, directory: str | Path | None = None) -> Path:
+    """A new empty scratch file in the temporary folder, named after this process; files of
+    processes that are gone and older than a day (a kill -9 runs no clean-up) are swept first."""
+    folder = Path(directory or tempfile.gettempdir())
+    _sweep(folder)
+    handle, name = tempfile.mkstemp(prefix=f"{SCRATCH_PREFIX}{os.getpid()}_{kind}_", suffix=".sqlite", dir=folder)
+    os.close(handle)
+    return Path(name)
+
+
+def _sweep(folder: Path) -> None:
+    now = time.time()
+    for path in folder.glob(f"{SCRATCH_PREFIX}*.sqlite"):
+        try:
+            pid = int(path.name[len(SCRATCH_PREFIX) :].split("_", 1)[0])
+            if now - path.stat().st_mtime < STALE_AFTER_S or _alive(pid):
+                continue
+            path.unlink()
+        except (ValueError, OSError):
+            continue
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # someone else's process
+    return True
 
 
 def _remove(path: str) -> None:
@@ -74,9 +111,7 @@ class EntrySpool(Sequence[Entry]):
     @classmethod
     def create(cls, directory: str | Path | None = None) -> EntrySpool:
         """A new, empty spool in a temporary file (deleted on close)."""
-        handle, name = tempfile.mkstemp(prefix="dq_entries_", suffix=".sqlite", dir=directory)
-        os.close(handle)
-        return cls(Path(name), owned=True, writable=True)
+        return cls(scratch_file("entries", directory), owned=True, writable=True)
 
     @classmethod
     def of(cls, entries: Iterable[Entry]) -> EntrySpool:

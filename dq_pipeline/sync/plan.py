@@ -19,14 +19,13 @@ from __future__ import annotations
 
 import os
 import sys
-import tempfile
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 from sqlalchemy import Engine, func, select
 
 from ..catalog import Entry, EntrySpool
-from ..catalog.spool import scratch_connection
+from ..catalog.spool import scratch_connection, scratch_file
 from ..errors import ConfigurationError
 from .schema import catalogs, entries
 
@@ -74,10 +73,8 @@ class Plan:
     entries and rows behind them are read a chunk at a time."""
 
     def __init__(self, spool: EntrySpool | None):
-        handle, name = tempfile.mkstemp(prefix="dq_plan_", suffix=".sqlite")
-        os.close(handle)
-        self._path = name
-        self.db = scratch_connection(name)
+        self._path = scratch_file("plan")
+        self.db = scratch_connection(self._path)
         self.db.executescript(_SCHEMA)
         if spool is not None:
             self.db.execute("ATTACH DATABASE ? AS src", (f"file:{spool.path}?mode=ro",))
@@ -234,8 +231,7 @@ def stored_hashes(engine: Engine, catalog_id: str, model_id: str) -> Iterator[li
 def new_contents(spool: EntrySpool, known: Iterable[list[str]]) -> Iterator[list[tuple[str, str]]]:
     """(content hash, text) of every entry of `spool` whose content is not among `known` (chunks of
     hashes), each content once, in file order, a chunk at a time (the join runs in a scratch file)."""
-    handle, name = tempfile.mkstemp(prefix="dq_contents_", suffix=".sqlite")
-    os.close(handle)
+    name = scratch_file("contents")
     db = scratch_connection(name)
     try:
         db.execute("ATTACH DATABASE ? AS src", (f"file:{spool.path}?mode=ro",))
