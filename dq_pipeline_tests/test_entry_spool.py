@@ -152,3 +152,19 @@ def test_scratch_files_of_killed_processes_are_swept(tmp_path: Path) -> None:
     fresh = scratch_file("entries", tmp_path)
     assert fresh.exists() and not paths["dead_old"].exists()
     assert paths["dead_recent"].exists() and paths["alive_old"].exists()
+
+
+def test_a_spool_whose_path_holds_uri_characters_is_read(store: SyncedStore, embedder, tmp_path: Path) -> None:
+    """Kept spools are named after catalog ids, which may hold `#`, `?`, `%` and spaces: SQLite's
+    URI parsing must not cut the path (it would open, or create, another file)."""
+    odd = tmp_path / "a #b?c%41d"
+    odd.mkdir()
+    entries = [Entry(f"t.c{i}", "column", f"column {i}") for i in range(10)]
+    spool = EntrySpool.create(odd)
+    for entry in entries:
+        spool.add(entry)
+    spool.seal()
+    again = EntrySpool.open(spool.path)
+    assert list(again) == entries
+    result = store.sync("odd", again, embedder)
+    assert (result.inserted, store.verify("odd").in_sync) == (10, True)

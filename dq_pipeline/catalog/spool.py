@@ -23,6 +23,7 @@ import weakref
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import overload
+from urllib.parse import quote
 
 from .entry import Entry
 
@@ -32,6 +33,11 @@ _WRITE_CHUNK = 2_048
 SCHEMA = """
 CREATE TABLE entry (seq INTEGER PRIMARY KEY, key TEXT UNIQUE, kind TEXT, text TEXT, payload TEXT, location TEXT, hash TEXT)
 """  # no other constraint: the parsers validate entries; the record's own constraints stay the last word
+
+
+def read_only_uri(path: str | Path) -> str:
+    """A SQLite URI opening `path` read-only; the path is quoted (a catalog id may hold `#`, `?`, `%`)."""
+    return f"file:{quote(str(Path(path).resolve()))}?mode=ro"
 
 
 def scratch_connection(path: str | Path) -> sqlite3.Connection:
@@ -103,7 +109,7 @@ class EntrySpool(Sequence[Entry]):
             self._conn = scratch_connection(self.path)
             self._conn.execute(SCHEMA)
         else:
-            self._conn = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, check_same_thread=False)
+            self._conn = sqlite3.connect(read_only_uri(self.path), uri=True, check_same_thread=False)
             self._count = self._conn.execute("SELECT count(*) FROM entry").fetchone()[0]
         # A spool this process created goes with it, however the process lets go of it.
         self._finalizer = weakref.finalize(self, _remove, str(self.path)) if owned else None

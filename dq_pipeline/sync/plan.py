@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from sqlalchemy import Engine, func, select
 
 from ..catalog import Entry, EntrySpool
-from ..catalog.spool import scratch_connection, scratch_file
+from ..catalog.spool import read_only_uri, scratch_connection, scratch_file
 from ..errors import ConfigurationError
 from .schema import catalogs, entries
 
@@ -77,7 +77,7 @@ class Plan:
         self.db = scratch_connection(self._path)
         self.db.executescript(_SCHEMA)
         if spool is not None:
-            self.db.execute("ATTACH DATABASE ? AS src", (f"file:{spool.path}?mode=ro",))
+            self.db.execute("ATTACH DATABASE ? AS src", (read_only_uri(spool.path),))
         else:  # a plan of deletions only: no entries
             self.db.execute("ATTACH DATABASE ':memory:' AS src")
             self.db.execute("CREATE TABLE src.entry (seq INTEGER PRIMARY KEY, key TEXT UNIQUE, kind, text, payload, location, hash)")
@@ -234,7 +234,7 @@ def new_contents(spool: EntrySpool, known: Iterable[list[str]]) -> Iterator[list
     name = scratch_file("contents")
     db = scratch_connection(name)
     try:
-        db.execute("ATTACH DATABASE ? AS src", (f"file:{spool.path}?mode=ro",))
+        db.execute("ATTACH DATABASE ? AS src", (read_only_uri(spool.path),))
         db.executescript(
             "CREATE TABLE known (hash TEXT PRIMARY KEY) WITHOUT ROWID;"
             "CREATE TABLE todo (n INTEGER PRIMARY KEY, hash TEXT UNIQUE, text TEXT);"
