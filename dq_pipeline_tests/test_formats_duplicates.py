@@ -138,6 +138,14 @@ def test_other_formats_still_refuse_duplicate_keys(tmp_path: Path, name: str, co
     assert reason in str(info.value)
 
 
+def test_a_repeated_key_in_text_that_is_not_json_is_refused_as_invalid_json(tmp_path: Path) -> None:
+    """The duplicate's second pass reads past the object: text after it is the first problem, named
+    like any invalid JSON (it escaped as a raw JSONDecodeError)."""
+    with pytest.raises(CatalogError) as info:
+        read(tmp_path, "records.jsonl", '{"key": "a", "key": "b"} x\n')
+    assert "line 1: invalid JSON: Extra data" in str(info.value)
+
+
 # --- the scanner that finds the lines ------------------------------------------------------------
 
 

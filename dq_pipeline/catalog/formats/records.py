@@ -188,6 +188,13 @@ def _warn_duplicates(text: str, display: str, line_offset: int, tool: str, withi
             warn(display, None, f"{reason} ({path})" if path else reason, within)
 
 
+def _invalid_json(exc: json.JSONDecodeError, text: str, display: str, line_offset: int) -> CatalogError:
+    reason = f"invalid JSON: {exc.msg} (column {exc.colno})"
+    if exc.pos >= len(text.rstrip()):
+        reason = f"truncated JSON: {exc.msg}"
+    return CatalogError.single(display, f"line {exc.lineno + line_offset}", reason)
+
+
 def load_json(
     text: str,
     display: str,
@@ -210,16 +217,16 @@ def load_json(
     try:
         value = json.loads(text, object_pairs_hook=_last_wins_pairs(repeated) if duplicates == "warn" else _no_duplicate_pairs)
     except json.JSONDecodeError as exc:
-        reason = f"invalid JSON: {exc.msg} (column {exc.colno})"
-        if exc.pos >= len(text.rstrip()):
-            reason = f"truncated JSON: {exc.msg}"
-        raise CatalogError.single(display, f"line {exc.lineno + line_offset}", reason) from None
+        raise _invalid_json(exc, text, display, line_offset) from None
     except RecursionError:  # the C decoder stops at Python's recursion limit, in constant memory
         raise json_too_deep(display, text, line_offset) from None
     except _DuplicateKey:
-        # The parser gives no position for this; a second pass finds the record that holds it.
+        # The parser gives no position for this; a second pass finds the record that holds it. That
+        # pass reads on past the object, so it may find the text is not JSON at all (`{...} x`).
         try:
             marked = json.loads(text, object_pairs_hook=_marking_pairs)
+        except json.JSONDecodeError as exc:
+            raise _invalid_json(exc, text, display, line_offset) from None
         except RecursionError:
             raise json_too_deep(display, text, line_offset) from None
         if deeper_than(marked):
