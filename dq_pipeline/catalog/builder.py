@@ -156,6 +156,8 @@ class EntryCollector:
                     f"entry {key[:80]!r}: payload of {size:,} bytes (field `{field}`: {field_size:,}) "
                     f"exceeds {PAYLOAD_MAX_BYTES:,} bytes",
                 )
+                if self._spool is not None:  # never spooled: its later duplicates are found here
+                    self._first_seen[key] = location
                 return None
             warn_at(
                 self.display,
@@ -178,7 +180,8 @@ class EntryCollector:
             return first
         fingerprint = hash(key)
         if fingerprint in self._seen_hashes:
-            return self._spool.location_of(key)  # a collision of hashes, or a duplicate
+            # a duplicate (of a spooled entry, or of one refused after its key was seen), or a collision of hashes
+            return self._first_seen.get(key) or self._spool.location_of(key)
         self._seen_hashes.add(fingerprint)
         return None
 

@@ -7,7 +7,10 @@ the file beside the pickle, under the instance's storage folder like every other
 later steps (other processes, a retry, a re-execution from failure) open it read-only, and the
 entries never pass through memory whole.
 
-Each output gets a file of its own name, and writing one deletes the partition's earlier files: a
+Each output gets a file of its own name (`<output>~<uuid>.entries.sqlite`: a catalog id never holds
+a `~`, so no other partition's files match the pattern; with a `.` as the separator, catalog
+`sales` would match, and delete, the files of catalog `sales.v2`), and writing one deletes the
+partition's earlier files: a
 step that already opened an earlier file keeps reading it (POSIX), and a step that loads the new
 pickle reads the new file, so a pickle (with its source digest) and entries from different parses
 are never paired (I8). The folder must be one every step can reach, as with `fs_io_manager`.
@@ -15,6 +18,8 @@ are never paired (I8). The folder must be one every step can reach, as with `fs_
 
 from __future__ import annotations
 
+import glob
+import re
 import uuid
 from typing import Any
 
@@ -32,14 +37,22 @@ class _SpoolKeepingIOManager(PickledObjectFilesystemIOManager):
     def dump_to_path(self, context: OutputContext, obj: Any, path: Any) -> None:
         if isinstance(obj, ParsedCatalog):
             path.parent.mkdir(parents=True, exist_ok=True)
-            kept = path.with_name(f"{path.name}.{uuid.uuid4().hex}{_SUFFIX}")
+            kept = path.with_name(f"{path.name}~{uuid.uuid4().hex}{_SUFFIX}")
             obj.entries.move_to(kept)
             super().dump_to_path(context, obj, path)
-            for earlier in path.parent.glob(f"{path.name}.*{_SUFFIX}"):
+            for earlier in _earlier_files(path):
                 if earlier != kept:
                     earlier.unlink(missing_ok=True)
         else:
             super().dump_to_path(context, obj, path)
+
+
+def _earlier_files(path: Any) -> list[Any]:
+    """This output's kept spool files, and those named as before the `~` separator (exactly
+    `<output>.<32 hex>.entries.sqlite`), never another partition's."""
+    mine = list(path.parent.glob(f"{glob.escape(path.name)}~*{_SUFFIX}"))
+    legacy = re.compile(re.escape(path.name) + r"\.[0-9a-f]{32}" + re.escape(_SUFFIX))
+    return mine + [p for p in path.parent.glob(f"{glob.escape(path.name)}.*{_SUFFIX}") if legacy.fullmatch(p.name)]
 
 
 class CatalogEntriesIOManager(FilesystemIOManager):
