@@ -126,36 +126,33 @@ def _written(result) -> dict[str, int]:
     return {name: metadata[name].value for name in ("inserted", "updated", "deleted", "unchanged")}
 
 
-def test_scratch_files_of_killed_processes_are_swept(tmp_path: Path) -> None:
-    """A kill -9 runs no clean-up: the next scratch file swept what a dead process left a day ago,
-    and nothing of a live process or of the last day."""
-    import os
+def test_scratch_files_no_live_process_holds_are_swept(tmp_path: Path) -> None:
+    """A kill -9 runs no clean-up: the next scratch file sweeps every file no live process holds,
+    and never one a live process (here, another one) holds."""
     import subprocess
     import sys
-    import time
 
-    from dq_pipeline.catalog.spool import SCRATCH_PREFIX, STALE_AFTER_S, scratch_file
+    from dq_pipeline.catalog.spool import SCRATCH_PREFIX, scratch_file
 
-    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True, check=True)
-    dead_pid = int(dead.stdout)
-    old = time.time() - STALE_AFTER_S - 60
-    left = {
-        "dead_old": (dead_pid, old),
-        "dead_recent": (dead_pid, time.time()),
-        "alive_old": (os.getpid(), old),
-    }
-    paths = {}
-    for name, (pid, mtime) in left.items():
-        paths[name] = tmp_path / f"{SCRATCH_PREFIX}{pid}_plan_{name}.sqlite"
-        paths[name].write_bytes(b"")
-        os.utime(paths[name], (mtime, mtime))
-    fresh = scratch_file("entries", tmp_path)
-    assert fresh.exists() and not paths["dead_old"].exists()
-    assert paths["dead_recent"].exists() and paths["alive_old"].exists()
+    holder = subprocess.Popen(
+        [sys.executable, "-c", f"import sys, time\nfrom dq_pipeline.catalog.spool import scratch_file\nprint(scratch_file('entries', {str(tmp_path)!r}), flush=True)\ntime.sleep(60)"],
+        stdout=subprocess.PIPE, text=True,
+    )
+    try:
+        held = Path(holder.stdout.readline().strip())  # type: ignore[union-attr]
+        abandoned = tmp_path / f"{SCRATCH_PREFIX}plan_left_by_a_kill.sqlite"
+        abandoned.write_bytes(b"")
+        fresh = scratch_file("entries", tmp_path)
+        assert fresh.exists() and held.exists() and not abandoned.exists()
+    finally:
+        holder.kill()
+        holder.wait()
+    scratch_file("entries", tmp_path)
+    assert not held.exists()  # its process is gone now
 
 
 def test_a_spool_whose_path_holds_uri_characters_is_read(store: SyncedStore, embedder, tmp_path: Path) -> None:
-    """Kept spools are named after catalog ids, which may hold `#`, `?`, `%` and spaces: SQLite's
+    """The temporary folder or the Dagster storage folder may hold `#`, `?`, `%` and spaces: SQLite's
     URI parsing must not cut the path (it would open, or create, another file)."""
     odd = tmp_path / "a #b?c%41d"
     odd.mkdir()

@@ -14,11 +14,11 @@ Pickling a spool pickles its path, so the file must outlive the pickle (the IO m
 
 from __future__ import annotations
 
+import fcntl
 import os
 import shutil
 import sqlite3
 import tempfile
-import time
 import weakref
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
@@ -36,53 +36,69 @@ CREATE TABLE entry (seq INTEGER PRIMARY KEY, key TEXT UNIQUE, kind TEXT, text TE
 
 
 def read_only_uri(path: str | Path) -> str:
-    """A SQLite URI opening `path` read-only; the path is quoted (a catalog id may hold `#`, `?`, `%`)."""
+    """A SQLite URI opening `path` read-only; the path is quoted (TMPDIR or the Dagster storage folder
+    may hold `#`, `?` or `%`, which a URI would read as its own)."""
     return f"file:{quote(str(Path(path).resolve()))}?mode=ro"
 
 
 def scratch_connection(path: str | Path) -> sqlite3.Connection:
-    """A SQLite connection tuned for scratch files: nothing is made durable, the page cache is small
-    (16 MiB: the memory bound), temporary b-trees go to disk."""
+    """A SQLite connection for a scratch file: nothing is made durable."""
     conn = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
-    for pragma in ("journal_mode=OFF", "synchronous=OFF", "cache_size=-16000", "temp_store=FILE"):
+    for pragma in ("journal_mode=OFF", "synchronous=OFF"):
         conn.execute(f"PRAGMA {pragma}")
+    _tune(conn)
     return conn
 
 
+def _tune(conn: sqlite3.Connection) -> None:
+    """Small page caches (the memory bound) for the entries and for the temporary tables a plan
+    keeps beside them, which go to a file (deleted by SQLite as it opens it), not to memory."""
+    for pragma in ("cache_size=-16000", "temp_store=FILE", "temp.cache_size=-16000"):
+        conn.execute(f"PRAGMA {pragma}")
+
+
 SCRATCH_PREFIX = "dq_scratch_"
-STALE_AFTER_S = 24 * 3600
+_held: dict[str, int] = {}  # scratch file -> the descriptor whose flock says its owner is alive
 
 
 def scratch_file(kind: str, directory: str | Path | None = None) -> Path:
-    """A new empty scratch file in the temporary folder, named after this process; files of
-    processes that are gone and older than a day (a kill -9 runs no clean-up) are swept first."""
+    """A new empty scratch file in the temporary folder, flock-ed for as long as this process
+    needs it; files no live process holds (a kill -9 runs no clean-up) are swept first.
+
+    The lock is taken before the file gets a name the sweep looks at, so a sweep never sees a live
+    file unlocked (flock works across processes and containers that share the folder's kernel)."""
     folder = Path(directory or tempfile.gettempdir())
     _sweep(folder)
-    handle, name = tempfile.mkstemp(prefix=f"{SCRATCH_PREFIX}{os.getpid()}_{kind}_", suffix=".sqlite", dir=folder)
-    os.close(handle)
-    return Path(name)
+    handle, name = tempfile.mkstemp(prefix=f".dq_new_{kind}_", suffix=".sqlite", dir=folder)
+    fcntl.flock(handle, fcntl.LOCK_EX)
+    final = folder / f"{SCRATCH_PREFIX}{kind}_{Path(name).name[len('.dq_new_' + kind + '_'):]}"
+    os.rename(name, final)
+    _held[str(final)] = handle
+    return final
+
+
+def release(path: str | Path) -> None:
+    """This process no longer needs the scratch file at `path` (deleted, or handed over)."""
+    handle = _held.pop(str(path), None)
+    if handle is not None:
+        os.close(handle)
 
 
 def _sweep(folder: Path) -> None:
-    now = time.time()
     for path in folder.glob(f"{SCRATCH_PREFIX}*.sqlite"):
-        try:
-            pid = int(path.name[len(SCRATCH_PREFIX) :].split("_", 1)[0])
-            if now - path.stat().st_mtime < STALE_AFTER_S or _alive(pid):
-                continue
-            path.unlink()
-        except (ValueError, OSError):
+        if str(path) in _held:
             continue
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True  # someone else's process
-    return True
+        try:
+            handle = os.open(path, os.O_RDONLY)
+        except OSError:
+            continue
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            path.unlink(missing_ok=True)  # nobody holds it: its process is gone
+        except OSError:
+            pass  # held: in use
+        finally:
+            os.close(handle)
 
 
 def _remove(path: str) -> None:
@@ -90,6 +106,7 @@ def _remove(path: str) -> None:
         os.unlink(path)
     except FileNotFoundError:
         pass
+    release(path)
 
 
 class DuplicateEntryKey(ValueError):
@@ -109,7 +126,8 @@ class EntrySpool(Sequence[Entry]):
             self._conn = scratch_connection(self.path)
             self._conn.execute(SCHEMA)
         else:
-            self._conn = sqlite3.connect(read_only_uri(self.path), uri=True, check_same_thread=False)
+            self._conn = sqlite3.connect(read_only_uri(self.path), uri=True, isolation_level=None, check_same_thread=False)
+            _tune(self._conn)
             self._count = self._conn.execute("SELECT count(*) FROM entry").fetchone()[0]
         # A spool this process created goes with it, however the process lets go of it.
         self._finalizer = weakref.finalize(self, _remove, str(self.path)) if owned else None
@@ -207,6 +225,12 @@ class EntrySpool(Sequence[Entry]):
         row = self._conn.execute("SELECT key, kind, text, payload, location, hash FROM entry ORDER BY seq LIMIT 1 OFFSET ?", (position,)).fetchone()
         return Entry.restore(*row)
 
+    def connection(self) -> sqlite3.Connection:
+        """The spool's own open connection, sealed: for joins in temporary tables beside the entries
+        (sync/plan.py). Working through it, not through the path, keeps reading a file deleted since."""
+        self.seal()
+        return self._conn
+
     def kinds(self) -> dict[str, int]:
         """How many entries of each kind."""
         self.seal()
@@ -233,6 +257,7 @@ class EntrySpool(Sequence[Entry]):
             shutil.move(str(self.path), str(path))
             assert self._finalizer is not None
             self._finalizer.detach()
+            release(self.path)
         else:
             shutil.copyfile(self.path, path)
         self.__init__(Path(path), owned=False, writable=False)  # type: ignore[misc]

@@ -8,18 +8,17 @@ later steps (other processes, a retry, a re-execution from failure) open it read
 entries never pass through memory whole.
 
 Each output gets a file of its own name (`<output>~<uuid>.entries.sqlite`: a catalog id never holds
-a `~`, so no other partition's files match the pattern; with a `.` as the separator, catalog
-`sales` would match, and delete, the files of catalog `sales.v2`), and writing one deletes the
-partition's earlier files: a
-step that already opened an earlier file keeps reading it (POSIX), and a step that loads the new
-pickle reads the new file, so a pickle (with its source digest) and entries from different parses
-are never paired (I8). The folder must be one every step can reach, as with `fs_io_manager`.
+a `~`, so no other partition's files match; with a `.` as the separator, catalog `sales` would
+match, and delete, the files of catalog `sales.v2`), and writing one deletes the partition's
+earlier files. A step that already loaded an earlier file keeps reading it (it works through the
+spool's open connection only, never its path), and a step that loads the new pickle reads the new
+file, so a pickle (with its source digest) and entries from different parses are never paired (I8).
+The folder must be one every step can reach, as with `fs_io_manager`.
 """
 
 from __future__ import annotations
 
 import glob
-import re
 import uuid
 from typing import Any
 
@@ -48,11 +47,8 @@ class _SpoolKeepingIOManager(PickledObjectFilesystemIOManager):
 
 
 def _earlier_files(path: Any) -> list[Any]:
-    """This output's kept spool files, and those named as before the `~` separator (exactly
-    `<output>.<32 hex>.entries.sqlite`), never another partition's."""
-    mine = list(path.parent.glob(f"{glob.escape(path.name)}~*{_SUFFIX}"))
-    legacy = re.compile(re.escape(path.name) + r"\.[0-9a-f]{32}" + re.escape(_SUFFIX))
-    return mine + [p for p in path.parent.glob(f"{glob.escape(path.name)}.*{_SUFFIX}") if legacy.fullmatch(p.name)]
+    """This output's kept spool files (never another partition's)."""
+    return list(path.parent.glob(f"{glob.escape(path.name)}~*{_SUFFIX}"))
 
 
 class CatalogEntriesIOManager(FilesystemIOManager):

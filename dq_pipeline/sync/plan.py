@@ -1,10 +1,14 @@
 """What a sync must change: the catalog's entries compared with its committed rows, on disk.
 
-The comparison is a join in a scratch SQLite file, so a plan costs the same small memory for ten
-entries and for a million: the entries are the catalog's entry spool (attached read-only), the
-committed rows are copied in from the record a chunk at a time, one pass classifies every entry,
-and every part of the plan (inserts, updates, deletes, texts to embed) is read back a chunk at a
-time. New vectors are kept in the same file (see protocol._VectorStore).
+The comparison is a join in SQLite, so a plan costs the same small memory for ten entries and for
+a million: the entries are the catalog's entry spool, the committed rows are copied from the record
+a chunk at a time into temporary tables of the spool's own connection, one pass classifies every
+entry, and every part of the plan (inserts, updates, deletes, texts to embed) is read back a chunk
+at a time. New vectors are kept there too (see protocol._VectorStore).
+
+Temporary tables live in a file SQLite deletes as it opens it, so even a kill -9 leaves nothing
+behind; and working through the spool's open connection, never its path, a spool file deleted
+under a running step (a newer parse of the catalog replaced it) is still read to the end.
 
 An entry is
 * skipped if a reviewer rejected this version of it and the record does not hold this version
@@ -17,7 +21,6 @@ A row whose key no entry has is deleted.
 
 from __future__ import annotations
 
-import os
 import sys
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -25,7 +28,6 @@ from dataclasses import dataclass
 from sqlalchemy import Engine, func, select
 
 from ..catalog import Entry, EntrySpool
-from ..catalog.spool import read_only_uri, scratch_connection, scratch_file
 from ..errors import ConfigurationError
 from .schema import catalogs, entries
 
@@ -36,25 +38,27 @@ SKIP, SKIP_AND_DELETE, INSERT, UPDATE, UNCHANGED = range(5)  # an entry's part i
 
 # The pages of a plan, read by keyset (each query takes the last key read, then the page size).
 _INSERTS = """SELECT a.seq, e.key, e.kind, e.text, e.payload, e.location, e.hash
-    FROM act a JOIN src.entry e ON e.seq = a.seq WHERE a.act = 2 AND a.seq > ? ORDER BY a.seq LIMIT ?"""
+    FROM act a JOIN main.entry e ON e.seq = a.seq WHERE a.act = 2 AND a.seq > ? ORDER BY a.seq LIMIT ?"""
 _UPDATES = """SELECT a.seq, e.key, e.kind, e.text, e.payload, e.location, e.hash,
         s.key, s.hash, s.model, s.collection, s.point_id, s.status, s.written_by
-    FROM act a JOIN src.entry e ON e.seq = a.seq JOIN stored s ON s.key = e.key WHERE a.act = 3 AND a.seq > ? ORDER BY a.seq LIMIT ?"""
+    FROM act a JOIN main.entry e ON e.seq = a.seq JOIN stored s ON s.key = e.key WHERE a.act = 3 AND a.seq > ? ORDER BY a.seq LIMIT ?"""
 _DELETES = """SELECT s.key, s.key, s.hash, s.model, s.collection, s.point_id, s.status, s.written_by
     FROM stored s WHERE s.doomed = 1 AND s.key > ? ORDER BY s.key LIMIT ?"""
 _TEXTS = "SELECT n, hash, text FROM embed WHERE n > ? ORDER BY n LIMIT ?"
 assert (INSERT, UPDATE) == (2, 3)  # spelled out in the queries above
 
 _SCHEMA = """
-CREATE TABLE stored (
+CREATE TEMP TABLE stored (
     key TEXT PRIMARY KEY, hash TEXT, model TEXT, collection TEXT, point_id TEXT, status TEXT, written_by TEXT,
     doomed INTEGER NOT NULL DEFAULT 0
 );
-CREATE TABLE rejected (key TEXT, hash TEXT, PRIMARY KEY (key, hash));
-CREATE TABLE act (seq INTEGER PRIMARY KEY, act INTEGER NOT NULL);
-CREATE TABLE embed (n INTEGER PRIMARY KEY, hash TEXT UNIQUE, text TEXT);
-CREATE TABLE vector (hash TEXT PRIMARY KEY, v BLOB NOT NULL);
+CREATE TEMP TABLE rejected (key TEXT, hash TEXT, PRIMARY KEY (key, hash));
+CREATE TEMP TABLE act (seq INTEGER PRIMARY KEY, act INTEGER NOT NULL);
+CREATE TEMP TABLE embed (n INTEGER PRIMARY KEY, hash TEXT UNIQUE, text TEXT);
+CREATE TEMP TABLE vector (hash TEXT PRIMARY KEY, v BLOB NOT NULL);
 """
+_DROP = "DROP TABLE IF EXISTS temp.stored; DROP TABLE IF EXISTS temp.rejected; DROP TABLE IF EXISTS temp.act; " \
+    "DROP TABLE IF EXISTS temp.embed; DROP TABLE IF EXISTS temp.vector;"
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,19 +73,15 @@ class StoredRow:
 
 
 class Plan:
-    """A sync's plan, held in a scratch file (deleted on close). Counts are known at once; the
-    entries and rows behind them are read a chunk at a time."""
+    """A sync's plan, in temporary tables beside its entries (dropped on close). Counts are known at
+    once; the entries and rows behind them are read a chunk at a time."""
 
     def __init__(self, spool: EntrySpool | None):
-        self._path = scratch_file("plan")
-        self.db = scratch_connection(self._path)
+        self._spool = spool if spool is not None else EntrySpool.of([])  # a plan of deletions only: no entries
+        self.db = self._spool.connection()
         self.db.executescript(_SCHEMA)
-        if spool is not None:
-            self.db.execute("ATTACH DATABASE ? AS src", (read_only_uri(spool.path),))
-        else:  # a plan of deletions only: no entries
-            self.db.execute("ATTACH DATABASE ':memory:' AS src")
-            self.db.execute("CREATE TABLE src.entry (seq INTEGER PRIMARY KEY, key TEXT UNIQUE, kind, text, payload, location, hash)")
         self.inserted = self.updated = self.deleted = self.unchanged = self.skipped_rejected = 0
+        self._own_spool = spool is None
 
     @property
     def is_empty(self) -> bool:
@@ -111,7 +111,7 @@ class Plan:
         """(content hash, text) of every new version, each content once."""
         if not self.db.execute("SELECT 1 FROM embed LIMIT 1").fetchone():
             self.db.execute(
-                "INSERT OR IGNORE INTO embed (hash, text) SELECT e.hash, e.text FROM act a JOIN src.entry e ON e.seq = a.seq "
+                "INSERT OR IGNORE INTO embed (hash, text) SELECT e.hash, e.text FROM act a JOIN main.entry e ON e.seq = a.seq "
                 "WHERE a.act IN (?, ?) ORDER BY a.seq",
                 (INSERT, UPDATE),
             )
@@ -132,11 +132,9 @@ class Plan:
     # --- lifetime -------------------------------------------------------------------------------
 
     def close(self) -> None:
-        self.db.close()
-        try:
-            os.unlink(self._path)
-        except FileNotFoundError:
-            pass
+        self.db.executescript(_DROP)
+        if self._own_spool:
+            self._spool.close()
 
     def __enter__(self) -> Plan:
         return self
@@ -180,7 +178,7 @@ def plan_sync(
                 WHEN s.key IS NULL THEN :insert
                 WHEN :force OR s.hash != e.hash OR s.model != :model THEN :update
                 ELSE :unchanged END
-            FROM src.entry e
+            FROM main.entry e
             LEFT JOIN stored s ON s.key = e.key
             LEFT JOIN rejected r ON r.key = e.key AND r.hash = e.hash""",
             {
@@ -189,8 +187,8 @@ def plan_sync(
             },
         )
         plan.db.execute(
-            "UPDATE stored SET doomed = 1 WHERE NOT EXISTS (SELECT 1 FROM src.entry e WHERE e.key = stored.key) "
-            "OR key IN (SELECT e.key FROM act a JOIN src.entry e ON e.seq = a.seq WHERE a.act = ?)",
+            "UPDATE stored SET doomed = 1 WHERE NOT EXISTS (SELECT 1 FROM main.entry e WHERE e.key = stored.key) "
+            "OR key IN (SELECT e.key FROM act a JOIN main.entry e ON e.seq = a.seq WHERE a.act = ?)",
             (SKIP_AND_DELETE,),
         )
         counts = dict(plan.db.execute("SELECT act, count(*) FROM act GROUP BY act").fetchall())
@@ -230,28 +228,25 @@ def stored_hashes(engine: Engine, catalog_id: str, model_id: str) -> Iterator[li
 
 def new_contents(spool: EntrySpool, known: Iterable[list[str]]) -> Iterator[list[tuple[str, str]]]:
     """(content hash, text) of every entry of `spool` whose content is not among `known` (chunks of
-    hashes), each content once, in file order, a chunk at a time (the join runs in a scratch file)."""
-    name = scratch_file("contents")
-    db = scratch_connection(name)
+    hashes), each content once, in file order, a chunk at a time (a join in temporary tables)."""
+    db = spool.connection()
+    db.executescript(
+        "CREATE TEMP TABLE known (hash TEXT PRIMARY KEY) WITHOUT ROWID;"
+        "CREATE TEMP TABLE todo (n INTEGER PRIMARY KEY, hash TEXT UNIQUE, text TEXT);"
+    )
     try:
-        db.execute("ATTACH DATABASE ? AS src", (read_only_uri(spool.path),))
-        db.executescript(
-            "CREATE TABLE known (hash TEXT PRIMARY KEY) WITHOUT ROWID;"
-            "CREATE TABLE todo (n INTEGER PRIMARY KEY, hash TEXT UNIQUE, text TEXT);"
-        )
         for part in known:
-            db.executemany("INSERT OR IGNORE INTO known VALUES (?)", [(h,) for h in part])
+            db.executemany("INSERT OR IGNORE INTO temp.known VALUES (?)", [(h,) for h in part])
         db.execute(
-            "INSERT OR IGNORE INTO todo (hash, text) SELECT e.hash, e.text FROM src.entry e "
-            "WHERE NOT EXISTS (SELECT 1 FROM known k WHERE k.hash = e.hash) ORDER BY e.seq"
+            "INSERT OR IGNORE INTO temp.todo (hash, text) SELECT e.hash, e.text FROM main.entry e "
+            "WHERE NOT EXISTS (SELECT 1 FROM temp.known k WHERE k.hash = e.hash) ORDER BY e.seq"
         )
         last = 0
-        while rows := db.execute("SELECT n, hash, text FROM todo WHERE n > ? ORDER BY n LIMIT ?", (last, CHUNK)).fetchall():
+        while rows := db.execute("SELECT n, hash, text FROM temp.todo WHERE n > ? ORDER BY n LIMIT ?", (last, CHUNK)).fetchall():
             last = rows[-1][0]
             yield [(h, t) for _, h, t in rows]
     finally:
-        db.close()
-        os.unlink(name)
+        db.executescript("DROP TABLE IF EXISTS temp.known; DROP TABLE IF EXISTS temp.todo;")
 
 
 def stored_dimension(engine: Engine, model_id: str) -> int | None:

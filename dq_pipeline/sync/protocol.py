@@ -22,9 +22,9 @@ version's point; the old one is deleted only after the commit. Removing rejected
 content: rewriting a row with the same content (force reindex, a model change) keeps it (I7).
 
 Memory stays bounded on any catalog size: the entries are read from their entry spool, the plan is
-a join in a scratch file (plan.py), and new vectors are kept in that file as they are embedded (or
-read from the vector cache the embedding step filled); all are read back a chunk at a time for the
-points (step 3) and the rows (step 4).
+a join in temporary tables beside them (plan.py), and new vectors are kept there as they are
+embedded (or read from the vector cache the embedding step filled); all are read back a chunk at a
+time for the points (step 3) and the rows (step 4).
 """
 
 from __future__ import annotations
@@ -332,8 +332,8 @@ class _Versions:
 
 
 class _VectorStore:
-    """New vectors by content hash: precomputed ones as given, the others in the plan's scratch
-    file (float32 little-endian rows), read back a chunk at a time."""
+    """New vectors by content hash: precomputed ones as given, the others in the plan's temporary
+    tables (float32 little-endian rows), read back a chunk at a time."""
 
     def __init__(self, plan: Plan, precomputed: Mapping[str, np.ndarray] | None):
         self._db = plan.db
