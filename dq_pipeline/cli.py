@@ -420,6 +420,36 @@ def cleanup_rejected(catalogs: tuple[str, ...], as_json: bool) -> None:
     sys.exit(EXIT_OK if ok else EXIT_FAILED)
 
 
+@cli.command()
+@click.option("--serve", "port", type=int, default=None, help="Serve /metrics on this port until interrupted (default: print once).")
+@click.option("--address", default="127.0.0.1", show_default=True, help="Address to serve on (0.0.0.0: every interface).")
+@click.option("--interval", type=float, default=60.0, show_default=True, help="Seconds between collections while serving.")
+def metrics(port: int | None, address: str, interval: float) -> None:
+    """Prometheus metrics of both stores (what verify proves, per catalog); exit 1 if a store is down."""
+    from . import metrics as prometheus
+
+    settings = Settings.from_env()
+    try:
+        _open_store(settings).close()  # a configuration error is exit 2 now, not a dq_up 0 at every scrape
+    except ConfigurationError:
+        raise
+    except Exception:
+        pass  # a store that is down: the collection reports it (dq_up 0)
+
+    def open_store():  # -> SyncedStore, opened per collection: an embedded Qdrant admits one process
+        return _open_store(settings)
+
+    if port is None:
+        snapshot = prometheus.collect(open_store)
+        click.echo(prometheus.exposition_of(snapshot).decode(), nl=False)
+        if not snapshot.up:
+            click.echo(f"error: {snapshot.error}", err=True)
+            sys.exit(EXIT_FAILED)
+        return
+    click.echo(f"serving http://{address}:{port}/metrics (collecting at most every {interval:g} s)", err=True)
+    prometheus.serve(open_store, port, address=address, interval=interval)
+
+
 def main() -> None:
     verbose = "--verbose" in sys.argv[1:]
     try:
