@@ -7,6 +7,7 @@ from typing import Any
 
 from dagster import Definitions, EnvVar
 
+from .defs.alerts import alert_on_failure_sensor
 from .defs.assets import catalog_embeddings, catalog_entries, catalog_index
 from .defs.checks import all_catalogs_in_sync
 from .defs.io import ENTRIES_IO_MANAGER, CatalogEntriesIOManager
@@ -17,7 +18,7 @@ from .defs.jobs import (
     sync_catalog_job,
     verify_all_catalogs_job,
 )
-from .defs.resources import CatalogFolder, EmbedderResource, SyncedStoreResource
+from .defs.resources import AlertWebhook, CatalogFolder, EmbedderResource, SyncedStoreResource
 from .defs.schedules import build_sync_schedule
 from .defs.sensors import auto_repair_sensor, catalog_folder_sensor
 from .defs.source_check import index_matches_source
@@ -29,6 +30,7 @@ def _resources(values: dict[str, dict[str, Any]]) -> dict[str, Any]:
         "catalog_folder": CatalogFolder(**values["catalog_folder"]),
         "embedder": EmbedderResource(**values["embedder"]),
         "store": SyncedStoreResource(**values["store"]),
+        "alerts": AlertWebhook(**values["alerts"]),
         ENTRIES_IO_MANAGER: CatalogEntriesIOManager(),
     }
 
@@ -60,7 +62,7 @@ def build_definitions(resources: dict[str, Any] | None = None) -> Definitions:
         asset_checks=[all_catalogs_in_sync, index_matches_source],
         jobs=[sync_catalog_job, reindex_catalog_job, repair_catalog_job, remove_catalog_job, verify_all_catalogs_job],
         schedules=[build_sync_schedule()],
-        sensors=[catalog_folder_sensor, auto_repair_sensor],
+        sensors=[catalog_folder_sensor, auto_repair_sensor, alert_on_failure_sensor],
         resources=resources if resources is not None else resources_from_env(),
     )
 

@@ -52,6 +52,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("DQ_EMBEDDING_MODEL", "embedding_model", "embedder", "model", "(the bundled all-MiniLM-L6-v2)",
             "sentence-transformers model: a local folder or a hub name."),
     Setting("DQ_EMBEDDING_BACKEND", "embedding_backend", "embedder", "backend", "torch", "torch or onnx (ONNX Runtime fp32)."),
+    Setting("DQ_ALERT_WEBHOOK_URL", "alert_webhook_url", "alerts", "webhook_url", "(unset: no alerts)",
+            "Webhook (Slack-compatible JSON) that failed runs, failed checks and the auto-repair bound post to.", secret=True),
 )
 
 DEFAULT_NAMESPACE = "dq"
@@ -78,6 +80,7 @@ class Settings:
     qdrant_engine: str = "local"  # the embedded store: "local" (qdrant-client local mode) or "edge"
     embedding_backend: str = "torch"  # "torch" or, opt-in, "onnx" (ONNX Runtime fp32: same vectors, faster)
     namespace: str = DEFAULT_NAMESPACE  # the prefix of this deployment's Qdrant collections
+    alert_webhook_url: str | None = None  # where alerts are posted (a credential: its path is the token)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: str | None) -> Settings:
@@ -103,6 +106,7 @@ class Settings:
             qdrant_engine=raw["qdrant_engine"] or "local",
             embedding_backend=embedding_backend(raw["embedding_backend"]),
             namespace=namespace(raw["namespace"]),
+            alert_webhook_url=raw["alert_webhook_url"],
         )
 
 
@@ -132,7 +136,7 @@ def namespace(value: str | None) -> str:
 def _carries_secret(setting: Setting, value: str) -> bool:
     """Whether a value holds a credential: the API key always; a URL when it has a password or a query
     (`?password=...`, `?api_key=...`)."""
-    if setting.field == "qdrant_api_key":
+    if setting.field in ("qdrant_api_key", "alert_webhook_url"):
         return True
     if not setting.secret:
         return False

@@ -106,7 +106,7 @@ def test_global_check_reports_every_catalog(settings: Settings, instance: Dagste
     resources = resources_for(settings)
     for key in ("crm/customers", "sales/orders"):
         assert materialize(ASSETS, partition_key=key, instance=instance, resources=resources).success
-    result = all_catalogs_in_sync(build_asset_check_context(resources={"store": resources["store"]}))
+    result = all_catalogs_in_sync(build_asset_check_context(resources={"store": resources["store"], "alerts": resources["alerts"]}))
     assert result.passed
     verify_job = build_definitions(resources).resolve_job_def("verify_all_catalogs")
     assert verify_job.execute_in_process(instance=instance).success  # runs alone, unpartitioned
@@ -115,7 +115,7 @@ def test_global_check_reports_every_catalog(settings: Settings, instance: Dagste
     with SyncedStore.open(settings.database_url, qdrant_path=settings.qdrant_path) as store:
         collection = store.index.collections()[0]
         store.index.unguarded_delete(collection, list(store.index.points_of_catalog(collection, "sales/orders"))[:3])
-    failed = all_catalogs_in_sync(build_asset_check_context(resources={"store": resources["store"]}))
+    failed = all_catalogs_in_sync(build_asset_check_context(resources={"store": resources["store"], "alerts": resources["alerts"]}))
     assert not failed.passed
     assert failed.metadata["missing"].value == 3
     assert set(failed.metadata["out_of_sync"].value) == {"sales/orders"}

@@ -11,7 +11,7 @@ from dagster import (
 
 from .assets import catalog_index
 from .partitions import QDRANT_POOL
-from .resources import SyncedStoreResource
+from .resources import AlertWebhook, SyncedStoreResource
 
 
 @asset_check(
@@ -21,10 +21,18 @@ from .resources import SyncedStoreResource
     description="All catalogs: PostgreSQL and Qdrant hold the same point ids (orphans of forgotten catalogs "
     "included) with matching payloads, and the journal is empty.",
 )
-def all_catalogs_in_sync(context: AssetCheckExecutionContext, store: SyncedStoreResource) -> AssetCheckResult:
+def all_catalogs_in_sync(context: AssetCheckExecutionContext, store: SyncedStoreResource, alerts: AlertWebhook) -> AssetCheckResult:
     with store.open() as synced:
         results = [synced.verify(catalog_id) for catalog_id in synced.known_catalogs()]
     failing = [v for v in results if not v.in_sync]
+    if failing and alerts.configured():  # a failed check does not fail its run, so no run-failure alert would say it
+        alerts.send(
+            "check all_catalogs_in_sync failed",
+            catalog=", ".join(v.catalog_id for v in failing[:20]) + (f" (+{len(failing) - 20} more)" if len(failing) > 20 else ""),
+            error="; ".join(f"{v.catalog_id}: {v.counts()}" for v in failing[:5]),
+            run_id=context.run.run_id,
+            job=context.run.job_name,
+        )
     return AssetCheckResult(
         passed=not failing,
         severity=AssetCheckSeverity.ERROR,

@@ -106,3 +106,20 @@ class SyncedStoreResource(ConfigurableResource):
 
     def label(self) -> str:
         return redact_url(self.settings().database_url)
+
+
+class AlertWebhook(ConfigurableResource):
+    """Where alerts go (DQ_ALERT_WEBHOOK_URL, Slack-compatible JSON; unset: no alerts). The URL is a
+    credential (a Slack webhook's path is its token): bound by EnvVar name, never in a message."""
+
+    webhook_url: str | None = Field(default=None, description="Incoming webhook URL; unset = alerts off.")
+
+    def configured(self) -> bool:
+        return bool(_settings(self, "alerts").alert_webhook_url)
+
+    def send(self, title: str, **facts: object) -> bool:
+        """Post one alert; False if alerts are off or the receiver did not accept it (never raises)."""
+        from .. import alerts
+
+        url = _settings(self, "alerts").alert_webhook_url
+        return bool(url) and alerts.post(url, alerts.message(title, **facts))  # type: ignore[arg-type]

@@ -1,0 +1,44 @@
+"""Alerts: one Slack-compatible message per event to a configured webhook (no Dagster here).
+
+The message is `{"text": ...}`, which Slack, Mattermost, Rocket.Chat and Microsoft Teams' incoming
+webhooks all accept, plus a `dq` object with the same facts as fields for other receivers. Its
+error text passes through `errors.redact` (known secrets, URL passwords); the webhook's own URL,
+itself a credential, is never in it. Posting never raises: an alert that cannot be delivered is
+logged (redacted), and what failed is still in the Dagster run.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import urllib.request
+from typing import Any
+
+from .errors import redact
+
+log = logging.getLogger(__name__)
+TIMEOUT_S = 10.0
+
+
+def message(title: str, *, catalog: str | None, error: str | None, run_id: str | None, job: str | None, **facts: Any) -> dict[str, Any]:
+    error = redact(error) if error else None
+    lines = [f"dq_pipeline: {title}"]
+    if catalog:
+        lines.append(f"catalog: {catalog}")
+    if job or run_id:
+        lines.append(f"run: {job or '?'} {run_id or ''}".rstrip())
+    if error:
+        lines.append(f"error: {error}")
+    lines += [f"{name.replace('_', ' ')}: {value}" for name, value in facts.items() if value is not None]
+    return {"text": "\n".join(lines), "dq": {"title": title, "catalog": catalog, "error": error, "run_id": run_id, "job": job, **facts}}
+
+
+def post(url: str, body: dict[str, Any], timeout: float = TIMEOUT_S) -> bool:
+    """POST the message as JSON; True if the receiver answered 2xx."""
+    request = urllib.request.Request(url, data=json.dumps(body).encode(), headers={"Content-Type": "application/json"}, method="POST")
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310 - the configured webhook (http or https)
+            return 200 <= response.status < 300
+    except Exception as exc:
+        log.warning("could not post the alert to the webhook: %s", redact(f"{type(exc).__name__}: {exc}"))
+        return False

@@ -1,0 +1,63 @@
+"""Alerts to the configured webhook (DQ_ALERT_WEBHOOK_URL): a failed run of any job of this code
+location, with whether auto-repair will act or its bound was reached; the global check failing
+posts from the check itself (defs/checks.py). One message per failed run: the sensor sees each
+failure once (Dagster keeps its cursor), and the message names catalog, job, run and the error."""
+
+from dagster import DefaultSensorStatus, RunFailureSensorContext, SkipReason, run_failure_sensor
+
+from ..errors import one_line
+from .jobs import (
+    reindex_catalog_job,
+    remove_catalog_job,
+    repair_catalog_job,
+    sync_catalog_job,
+    verify_all_catalogs_job,
+)
+from .resources import AlertWebhook
+from .sensors import CATALOG_TAG, MAX_AUTO_REPAIRS, PARTITION_TAG, classify_failure, recent_auto_repairs
+
+REPAIRED_JOBS = {sync_catalog_job.name, reindex_catalog_job.name, remove_catalog_job.name}  # what auto_repair_sensor watches
+
+
+@run_failure_sensor(
+    name="alert_on_failure_sensor",
+    monitored_jobs=[sync_catalog_job, reindex_catalog_job, remove_catalog_job, repair_catalog_job, verify_all_catalogs_job],
+    default_status=DefaultSensorStatus.RUNNING,
+    description="Posts one message to DQ_ALERT_WEBHOOK_URL (Slack-compatible JSON) per failed run: catalog, job, "
+    "run id and the error (secrets redacted), and whether auto-repair acts or its bound was reached.",
+)
+def alert_on_failure_sensor(context: RunFailureSensorContext, alerts: AlertWebhook):
+    if not alerts.configured():
+        return SkipReason("DQ_ALERT_WEBHOOK_URL is not set: no alert posted")
+    run = context.dagster_run
+    catalog_id = run.tags.get(PARTITION_TAG) or run.tags.get(CATALOG_TAG)
+    failures = context.get_step_failure_events()
+    transient, kind = classify_failure(failures)
+    if run.job_name not in REPAIRED_JOBS or not catalog_id:
+        title, follow_up = f"{run.job_name} failed", None
+    elif not transient:
+        title, follow_up = f"{run.job_name} failed ({kind})", "not repaired automatically: fix the file or the configuration"
+    elif recent_auto_repairs(context.instance, catalog_id) >= MAX_AUTO_REPAIRS:
+        title, follow_up = "auto-repair bound reached", f"{MAX_AUTO_REPAIRS} automatic repairs within the window: not repaired again; investigate"
+    else:
+        title, follow_up = f"{run.job_name} failed ({kind})", "auto-repair requested"
+    error = _first_error(failures) or one_line(context.failure_event.message or "run failed")
+    delivered = alerts.send(title, catalog=catalog_id, error=error, run_id=run.run_id, job=run.job_name, next_step=follow_up)
+    context.log.info(f"alert for run {run.run_id} {'posted' if delivered else 'NOT delivered (see the log)'}")
+    return None if delivered else SkipReason(f"the alert for run {run.run_id} could not be delivered")
+
+
+def _first_error(failures) -> str | None:
+    for event in failures:
+        data = event.step_failure_data
+        if data is None:
+            continue
+        if data.user_failure_data is not None and data.user_failure_data.description:
+            lines = [line.strip() for line in data.user_failure_data.description.splitlines() if line.strip()]
+            return "; ".join(lines[:6]) + ("; ..." if len(lines) > 6 else "")  # a refusal's first problems name file and line
+        if data.error is not None:
+            error = data.error
+            while error.cause is not None and error.message.startswith("Exceeded max_retries"):
+                error = error.cause
+            return (error.message.strip().splitlines() or [error.cls_name or "step failed"])[0]
+    return None
