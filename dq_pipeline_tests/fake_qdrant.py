@@ -32,6 +32,8 @@ the matching ``api-key`` header fail with 403.
 from __future__ import annotations
 
 import argparse
+import bisect
+import itertools
 import json
 import math
 import re
@@ -75,6 +77,12 @@ class Collection:
     distance: str
     points: dict[str, tuple[list[float], dict[str, Any]]] = field(default_factory=dict)
     indexes: dict[str, str] = field(default_factory=dict)
+    _sorted: list[str] | None = None  # the ids in order, kept until a write: scrolls page in O(page), not O(n log n)
+
+    def sorted_ids(self) -> list[str]:
+        if self._sorted is None:
+            self._sorted = sorted(self.points)
+        return self._sorted
 
 
 class _NotFound(Exception):
@@ -200,6 +208,7 @@ class FakeQdrant:
                     doomed = [str(pid) for pid in body.get("points", [])]
                 for pid in doomed:
                     collection.points.pop(pid, None)
+                collection._sorted = None
                 return self._update()
             if rest == "points/payload" and method == "POST":  # set payload keys (tests tamper with points)
                 for pid in body.get("points", []):
@@ -233,6 +242,7 @@ class FakeQdrant:
                 norm = math.sqrt(sum(x * x for x in vector)) or 1.0
                 vector = [x / norm for x in vector]
             collection.points[str(pid)] = (list(vector), dict(payload))
+        collection._sorted = None
         return self._update()
 
     @staticmethod
@@ -274,11 +284,13 @@ class FakeQdrant:
 
     def _scroll(self, collection: Collection, body: dict[str, Any]) -> dict[str, Any]:
         limit = int(body.get("limit") or 10)
-        ids = sorted(pid for pid, (_, payload) in collection.points.items() if self._matches(payload, body.get("filter")))
+        ordered = collection.sorted_ids()
         offset = body.get("offset")
-        if offset is not None:
-            ids = [pid for pid in ids if pid >= str(offset)]
-        page, rest = ids[:limit], ids[limit:]
+        start = 0 if offset is None else bisect.bisect_left(ordered, str(offset))
+        following = (ordered[i] for i in range(start, len(ordered)))  # islice would step over the first `start`
+        matching = (pid for pid in following if self._matches(collection.points[pid][1], body.get("filter")))
+        found = list(itertools.islice(matching, limit + 1))
+        page, rest = found[:limit], found[limit:]
         with_payload, with_vector = body.get("with_payload", True), body.get("with_vector", False)
         return {"points": [self._record(p, collection, with_payload, with_vector) for p in page], "next_page_offset": rest[0] if rest else None}
 
