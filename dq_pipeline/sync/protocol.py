@@ -42,6 +42,7 @@ import numpy as np
 from sqlalchemy import Connection, and_, bindparam, delete, insert, select, update
 
 from ..catalog import ABSENT, Entry, EntrySpool
+from ..catalog.spool import batch
 from ..embedding import Embedder
 from ..errors import DqError, LockLost, LockTimeout, StaleSource, is_transient, one_line
 from . import journal, review, vector_cache
@@ -346,7 +347,8 @@ class _VectorStore:
             self._dimension = block.shape[1]
         if block.shape != (len(hashes), self._dimension):
             raise ValueError(f"the embedder returned vectors of shape {block.shape} for {len(hashes)} texts")
-        self._db.executemany("INSERT OR REPLACE INTO vector (hash, v) VALUES (?, ?)", zip(hashes, (row.tobytes() for row in block), strict=True))
+        with batch(self._db):
+            self._db.executemany("INSERT OR REPLACE INTO vector (hash, v) VALUES (?, ?)", zip(hashes, (row.tobytes() for row in block), strict=True))
 
     def many(self, hashes: Sequence[str]) -> list[np.ndarray]:
         """The vectors of these content hashes (a chunk's worth), in order."""
