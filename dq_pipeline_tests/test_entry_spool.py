@@ -165,3 +165,18 @@ def test_a_spool_whose_path_holds_uri_characters_is_read(store: SyncedStore, emb
     assert list(again) == entries
     result = store.sync("odd", again, embedder)
     assert (result.inserted, store.verify("odd").in_sync) == (10, True)
+
+
+def test_a_spool_that_is_gone_is_one_terminal_error(tmp_path: Path) -> None:
+    """A step output whose spool file was deleted (the storage folder cleaned) loads as one clear,
+    terminal error: retrying the step cannot bring the file back; a new run parses again."""
+    from dq_pipeline.catalog.spool import SpoolGone
+    from dq_pipeline.errors import is_transient
+
+    spool = EntrySpool.of([Entry("a", "column", "x")])
+    spool.move_to(tmp_path / "kept.sqlite")
+    pickled = pickle.dumps(spool)  # what the IO manager stores beside the file
+    (tmp_path / "kept.sqlite").unlink()
+    with pytest.raises(SpoolGone, match="run the whole sync again") as gone:
+        pickle.loads(pickled)
+    assert not is_transient(gone.value)

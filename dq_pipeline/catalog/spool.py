@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import overload
 from urllib.parse import quote
 
+from ..errors import TerminalError
 from .entry import Entry
 
 READ_CHUNK = 2_048  # entries fetched per round when reading a spool back
@@ -123,6 +124,10 @@ def _remove(path: str) -> None:
     release(path)
 
 
+class SpoolGone(TerminalError):
+    """A step's input spool file no longer exists: retrying the step cannot bring it back."""
+
+
 class DuplicateEntryKey(ValueError):
     """Two entries with one key given to a spool (the parsers refuse these, naming both places)."""
 
@@ -169,6 +174,11 @@ class EntrySpool(Sequence[Entry]):
     @classmethod
     def open(cls, path: str | Path) -> EntrySpool:
         """A sealed spool file someone else keeps (read-only; not deleted on close)."""
+        if not Path(path).is_file():
+            raise SpoolGone(
+                f"the parsed entries at {path} are gone (a newer parse of the catalog replaced them, or the storage "
+                "folder was cleaned): run the whole sync again, which parses the file anew"
+            )
         return cls(Path(path), owned=False, writable=False)
 
     # --- writing --------------------------------------------------------------------------------
