@@ -46,8 +46,8 @@ def read_only_uri(path: str | Path) -> str:
 def scratch_connection(path: str | Path) -> sqlite3.Connection:
     """A SQLite connection for a scratch file: nothing is made durable."""
     conn = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
-    for pragma in ("journal_mode=OFF", "synchronous=OFF"):
-        conn.execute(f"PRAGMA {pragma}")
+    conn.execute("PRAGMA journal_mode=OFF")
+    conn.execute("PRAGMA synchronous=OFF")
     _tune(conn)
     return conn
 
@@ -68,8 +68,9 @@ def batch(conn: sqlite3.Connection) -> Iterator[None]:
 def _tune(conn: sqlite3.Connection) -> None:
     """Small page caches (the memory bound) for the entries and for the temporary tables a plan
     keeps beside them, which go to a file (deleted by SQLite as it opens it), not to memory."""
-    for pragma in ("cache_size=-16000", "temp_store=FILE", "temp.cache_size=-16000"):
-        conn.execute(f"PRAGMA {pragma}")
+    conn.execute("PRAGMA cache_size=-16000")
+    conn.execute("PRAGMA temp_store=FILE")
+    conn.execute("PRAGMA temp.cache_size=-16000")
 
 
 SCRATCH_PREFIX = "dq_scratch_"
