@@ -80,7 +80,9 @@ class Collection:
     _sorted: list[str] | None = None  # the ids in order, kept until a write: scrolls page in O(page), not O(n log n)
 
     def sorted_ids(self) -> list[str]:
-        if self._sorted is None:
+        # Tests also edit `points` directly (a point deleted behind the pipeline's back): a size that
+        # no longer matches means the order is stale too.
+        if self._sorted is None or len(self._sorted) != len(self.points):
             self._sorted = sorted(self.points)
         return self._sorted
 
@@ -288,7 +290,7 @@ class FakeQdrant:
         offset = body.get("offset")
         start = 0 if offset is None else bisect.bisect_left(ordered, str(offset))
         following = (ordered[i] for i in range(start, len(ordered)))  # islice would step over the first `start`
-        matching = (pid for pid in following if self._matches(collection.points[pid][1], body.get("filter")))
+        matching = (pid for pid in following if pid in collection.points and self._matches(collection.points[pid][1], body.get("filter")))
         found = list(itertools.islice(matching, limit + 1))
         page, rest = found[:limit], found[limit:]
         with_payload, with_vector = body.get("with_payload", True), body.get("with_vector", False)
