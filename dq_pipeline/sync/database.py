@@ -20,6 +20,8 @@ def _parsed(url: str) -> URL:
         parsed = make_url(url)
     except ArgumentError:
         raise ConfigurationError(f"DQ_DATABASE_URL is not a database URL; use {SUPPORTED}") from None
+    if parsed.drivername == "postgres":  # Heroku-style scheme: psycopg 3, as `postgresql://`
+        parsed = parsed.set(drivername="postgresql")
     if parsed.get_backend_name() not in ("postgresql", "sqlite"):
         raise ConfigurationError(f"DQ_DATABASE_URL: database {parsed.get_backend_name()!r} is not supported; use {SUPPORTED}")
     return parsed
