@@ -18,6 +18,8 @@ so a scrape says what is true now, whoever wrote last (a Dagster run, the CLI, a
     dq_unattributed_points                      points that name no catalog
     dq_refused_files                            catalog files whose latest read was refused
     dq_collect_seconds                          how long the last collection took
+    dq_store_busy                               1 if a sync held the embedded Qdrant at the last attempt
+                                                (the values are then the previous collection's)
 
 A collection verifies every catalog (pages of both stores, memory bounded) and so costs as much as
 `dq-pipeline verify`: `serve` collects at most once per `interval` seconds and answers scrapes from
@@ -36,7 +38,7 @@ from prometheus_client import CollectorRegistry, generate_latest, start_http_ser
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from .errors import one_line
+from .errors import EmbeddedQdrantBusy, one_line
 
 PER_CATALOG = {
     "entries": ("dq_catalog_entries", "Rows of the catalog in the system of record."),
@@ -61,6 +63,7 @@ class Snapshot:
     unattributed: int = 0
     refused_files: int = 0
     up: bool = True
+    busy: bool = False  # an embedded Qdrant held by a sync: not down, just not readable right now
     error: str | None = None
     collected_at: float = 0.0
     seconds: float = 0.0
@@ -97,6 +100,8 @@ def collect(open_store: Callable[[], object]) -> Snapshot:
                 snapshot.catalogs[catalog_id] = values
             snapshot.unattributed = store.verify_unattributed()[0]
             snapshot.refused_files = len(refused)
+    except EmbeddedQdrantBusy as exc:
+        snapshot.up, snapshot.busy, snapshot.error = False, True, one_line(exc)
     except Exception as exc:  # a store down is a value of the scrape (dq_up 0), not a crash of the exporter
         snapshot.up, snapshot.error = False, one_line(exc)
     snapshot.seconds = time.time() - started
@@ -127,13 +132,20 @@ class StoreCollector(Collector):
     def snapshot(self) -> Snapshot:
         with self._lock:  # one collection at a time, however many scrapes arrive
             if self._snapshot is None or time.time() - self._snapshot.collected_at >= self._interval:
-                self._snapshot = collect(self._open_store)
+                fresh = collect(self._open_store)
+                if fresh.busy and self._snapshot is not None and self._snapshot.up:
+                    # A sync holds the embedded Qdrant: keep the last values (marked busy) and try
+                    # again at the next scrape, rather than read as down during every ordinary sync.
+                    self._snapshot.busy = True
+                    return self._snapshot
+                self._snapshot = fresh
             return self._snapshot
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
         snap = self.snapshot()
         yield GaugeMetricFamily("dq_up", "1 if both stores answered the last collection.", value=int(snap.up))
         yield GaugeMetricFamily("dq_collect_seconds", "Seconds the last collection took.", value=round(snap.seconds, 3))
+        yield GaugeMetricFamily("dq_store_busy", "1 if the last attempt found the embedded Qdrant held by a sync (values are from before).", value=int(snap.busy))
         if not snap.up:
             return  # no per-catalog values rather than stale ones
         for key, (name, doc) in PER_CATALOG.items():

@@ -96,3 +96,33 @@ def test_a_store_that_is_down_is_dq_up_zero_and_exit_one_without_secrets(env: di
     assert done.returncode == 1, done.stderr
     assert "s3cr3t-api-key" not in done.stdout + done.stderr
     assert _families(done.stdout)["dq_up"][()] == 0 and done.stderr.startswith("error: ")
+
+
+def test_an_embedded_qdrant_held_by_a_sync_is_busy_not_down(env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
+    """A scrape while a sync holds the embedded Qdrant keeps the last values (dq_store_busy 1, dq_up
+    1) instead of reading as down: an alert on dq_up must not fire during every ordinary sync."""
+    from prometheus_client import generate_latest
+
+    from dq_pipeline.errors import EmbeddedQdrantBusy
+    from dq_pipeline.metrics import registry_for
+    from dq_pipeline.settings import Settings
+    from dq_pipeline.sync import SyncedStore
+
+    monkeypatch.setenv("DQ_EMBEDDING_MODEL", HASHING)
+    run("sync", "--catalog", "sales/orders")
+    settings = Settings.from_env()
+    opened = []
+
+    def open_store():
+        if opened:  # the second collection: a sync holds the folder now (fault injection)
+            raise EmbeddedQdrantBusy("the embedded Qdrant folder is in use by another process")
+        opened.append(1)
+        return SyncedStore.open(settings.database_url, qdrant_path=settings.qdrant_path)
+
+    registry, _ = registry_for(open_store, interval=0)
+    first = _families(generate_latest(registry).decode())
+    second = _families(generate_latest(registry).decode())
+    orders = (("catalog", "sales/orders"),)
+    assert first["dq_up"][()] == 1 and first["dq_store_busy"][()] == 0
+    assert second["dq_up"][()] == 1 and second["dq_store_busy"][()] == 1
+    assert second["dq_catalog_entries"][orders] == first["dq_catalog_entries"][orders] == 60

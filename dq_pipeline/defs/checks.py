@@ -30,8 +30,7 @@ def all_catalogs_in_sync(context: AssetCheckExecutionContext, store: SyncedStore
             "check all_catalogs_in_sync failed",
             catalog=", ".join(v.catalog_id for v in failing[:20]) + (f" (+{len(failing) - 20} more)" if len(failing) > 20 else ""),
             error="; ".join(f"{v.catalog_id}: {v.counts()}" for v in failing[:5]),
-            run_id=context.run.run_id,
-            job=context.run.job_name,
+            **_run_of(context),
         )
     return AssetCheckResult(
         passed=not failing,
@@ -48,3 +47,11 @@ def all_catalogs_in_sync(context: AssetCheckExecutionContext, store: SyncedStore
             "out_of_sync": MetadataValue.json({v.catalog_id: v.counts() for v in failing}),
         },
     )
+
+
+def _run_of(context: AssetCheckExecutionContext) -> dict[str, str | None]:
+    """The run's id and job, or None each when the check is invoked directly (no run)."""
+    try:
+        return {"run_id": context.run.run_id, "job": context.run.job_name}
+    except Exception:
+        return {"run_id": None, "job": None}
