@@ -172,7 +172,18 @@ def _drifted(record: bytes, stored: np.ndarray | None) -> bool:
 
 
 def verify_catalog(store, catalog_id: str, deep: bool = False) -> CatalogVerification:
-    """Compare under the catalog lock, so a run in flight is waited for, not reported as a difference."""
+    """Compare the record and the index for one catalog (ids, payloads, vector digests; with `deep`,
+    the vectors), under the catalog lock, so a run in flight is waited for, not reported as a
+    difference. Reads a page at a time: memory does not grow with the catalog.
+
+    Returns:
+        the counts (pg, qdrant, missing, orphans, mismatched, pending_journal) and samples of each.
+    Raises:
+        LockTimeout: another run held the catalog's lock for longer than `store.lock_timeout_s`.
+        StoreUnavailable: Qdrant did not answer (transient). A database error is SQLAlchemy's own
+            (`errors.is_transient` counts it transient).
+        ConfigurationError: the catalog's rows point into another namespace's collections.
+    """
     with catalog_lock(store.engine, catalog_id, store.lock_timeout_s):
         return _compare(store, catalog_id, deep)
 
@@ -188,8 +199,17 @@ class RepairResult:
 
 
 def repair_catalog(store, catalog_id: str, deep: bool = False) -> RepairResult:
-    """Under the catalog lock: finish the journal, rewrite missing/mismatched points from the record,
-    delete orphans through the guard; then verify again."""
+    """Under the catalog lock: finish the journal, rewrite missing/mismatched points from the record
+    (never embeds), delete orphans through the guard; then verify again.
+
+    Returns:
+        what was finished, restored, rewritten and deleted, and the verification after (`after`).
+    Raises:
+        LockTimeout: another run held the catalog's lock for longer than `store.lock_timeout_s`.
+        StoreUnavailable: Qdrant did not answer (transient; the journal keeps what is left). A
+            database error is SQLAlchemy's own (`errors.is_transient` counts it transient).
+        ConfigurationError: the catalog's rows point into another namespace's collections.
+    """
     with catalog_lock(store.engine, catalog_id, store.lock_timeout_s) as lock:
         finished = journal.recover(store.engine, store.index, lock, catalog_id)
         deleted = 0
