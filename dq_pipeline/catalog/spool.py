@@ -52,6 +52,15 @@ def scratch_connection(path: str | Path) -> sqlite3.Connection:
     return conn
 
 
+def pages(conn: sqlite3.Connection, query: str, start: object, size: int) -> Iterator[list[tuple]]:
+    """Keyset pages of `query` (its first column is the key; it takes the last key read, then the
+    page size), from after `start`, which is below every key. Each page is a query of its own."""
+    last = start
+    while rows := conn.execute(query, (last, size)).fetchall():
+        last = rows[-1][0]
+        yield rows
+
+
 @contextmanager
 def batch(conn: sqlite3.Connection) -> Iterator[None]:
     """One transaction around many writes: the connections here autocommit, and a statement per row
@@ -87,7 +96,7 @@ def scratch_file(kind: str, directory: str | Path | None = None) -> Path:
     _sweep(folder)
     handle, name = tempfile.mkstemp(prefix=f".dq_new_{kind}_", suffix=".sqlite", dir=folder)
     fcntl.flock(handle, fcntl.LOCK_EX)
-    final = folder / f"{SCRATCH_PREFIX}{kind}_{Path(name).name[len('.dq_new_' + kind + '_'):]}"
+    final = folder / f"{SCRATCH_PREFIX}{kind}_{Path(name).name.removeprefix(f'.dq_new_{kind}_')}"
     os.rename(name, final)
     _held[str(final)] = handle
     return final
@@ -118,10 +127,7 @@ def _sweep(folder: Path) -> None:
 
 
 def _remove(path: str) -> None:
-    try:
-        os.unlink(path)
-    except FileNotFoundError:
-        pass
+    Path(path).unlink(missing_ok=True)
     release(path)
 
 
@@ -227,14 +233,8 @@ class EntrySpool(Sequence[Entry]):
     def chunks(self, size: int = READ_CHUNK) -> Iterator[list[Entry]]:
         """The entries in file order, `size` at a time (what readers should use on big catalogs)."""
         self.seal()
-        last = 0
-        while True:
-            rows = self._conn.execute(
-                "SELECT seq, key, kind, text, payload, location, hash FROM entry WHERE seq > ? ORDER BY seq LIMIT ?", (last, size)
-            ).fetchall()
-            if not rows:
-                return
-            last = rows[-1][0]
+        query = "SELECT seq, key, kind, text, payload, location, hash FROM entry WHERE seq > ? ORDER BY seq LIMIT ?"
+        for rows in pages(self._conn, query, 0, size):
             yield [Entry.restore(*row[1:]) for row in rows]
 
     @overload

@@ -6,7 +6,6 @@ disagree after its write fails the run (docs/DESIGN.md, "Dagster facts": a parti
 
 
 import time
-from itertools import chain
 from typing import Any
 
 from dagster import (
@@ -32,6 +31,7 @@ from ..sync import (
     CatalogVerification,
     Source,
     new_contents,
+    rebatched,
     refusals,
     stored_dimension,
     stored_hashes,
@@ -141,17 +141,19 @@ def catalog_embeddings(
         with store.record() as engine:
             dimension = stored_dimension(engine, model_id)
             known = () if config.force else stored_hashes(engine, context.partition_key, model_id)
-            batch: list[tuple[str, str]] = []
-            for part in chain(new_contents(catalog_entries.entries, known), [[]]):  # [] ends the last batch
-                todo += len(part)
-                left = vector_cache.cached_hashes(engine, model_id, [h for h, _ in part])  # by an earlier attempt
-                cached += len(left)
-                batch += [(h, t) for h, t in part if h not in left]
-                if batch and (len(batch) >= CACHE_CHUNK or not part):
-                    model = model or embedder.load()
-                    vector_cache.put(engine, model_id, [h for h, _ in batch], model.embed([t for _, t in batch]))
-                    embedded += len(batch)
-                    batch = []
+
+            def not_cached():
+                nonlocal todo, cached
+                for part in new_contents(catalog_entries.entries, known):
+                    todo += len(part)
+                    left = vector_cache.cached_hashes(engine, model_id, [h for h, _ in part])  # by an earlier attempt
+                    cached += len(left)
+                    yield [(h, t) for h, t in part if h not in left]
+
+            for texts in rebatched(not_cached(), CACHE_CHUNK):
+                model = model or embedder.load()
+                vector_cache.put(engine, model_id, [h for h, _ in texts], model.embed([t for _, t in texts]))
+                embedded += len(texts)
             if dimension is None:
                 dimension = (model or embedder.load()).dimension
     except Exception as exc:

@@ -2,7 +2,7 @@
 
 from .hooks import Hooks, SimulatedCrash
 from .locks import LockLost, LockTimeout
-from .plan import committed_source_digests, new_contents, stored_dimension, stored_hashes
+from .plan import committed_source_digests, new_contents, rebatched, stored_dimension, stored_hashes
 from .protocol import Source, SyncFailed, SyncResult
 from .qdrant_index import EmbeddedQdrantBusy, IndexWriteError
 from .reconcile import CatalogVerification, RepairResult
@@ -27,6 +27,7 @@ __all__ = [
     "UnknownEntries",
     "committed_source_digests",
     "new_contents",
+    "rebatched",
     "open_record",
     "stored_dimension",
     "stored_hashes",

@@ -30,7 +30,7 @@ def _parsed(url: str) -> URL:
 def normalise_url(url: str) -> str:
     """`postgresql://` means psycopg 3 here; SQLite paths get their folder created."""
     parsed = _parsed(url)
-    if parsed.drivername in ("postgresql", "postgres"):
+    if parsed.drivername == "postgresql":
         parsed = parsed.set(drivername="postgresql+psycopg")
     if parsed.get_backend_name() == "sqlite" and parsed.database and parsed.database != ":memory:":
         Path(parsed.database).expanduser().parent.mkdir(parents=True, exist_ok=True)

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from sqlalchemy import Engine, func, select
 
 from ..catalog import Entry, EntrySpool
-from ..catalog.spool import batch
+from ..catalog.spool import batch, pages
 from ..errors import ConfigurationError
 from .schema import catalogs, entries
 
@@ -88,10 +88,6 @@ class Plan:
     def is_empty(self) -> bool:
         return not (self.inserted or self.updated or self.deleted)
 
-    @property
-    def to_embed_count(self) -> int:
-        return self.inserted + self.updated
-
     # --- reading the plan back ------------------------------------------------------------------
 
     def inserts(self) -> Iterator[list[Entry]]:
@@ -124,11 +120,7 @@ class Plan:
             yield [_stored_row(r[1:]) for r in rows]
 
     def _pages(self, query: str, start: object) -> Iterator[list[tuple]]:
-        """Keyset pages of `query`, from after `start` (below every key); its first column is the key."""
-        last = start
-        while rows := self.db.execute(query, (last, CHUNK)).fetchall():
-            last = rows[-1][0]
-            yield rows
+        return pages(self.db, query, start, CHUNK)
 
     # --- lifetime -------------------------------------------------------------------------------
 
@@ -244,12 +236,23 @@ def new_contents(spool: EntrySpool, known: Iterable[list[str]]) -> Iterator[list
             "INSERT OR IGNORE INTO temp.todo (hash, text) SELECT e.hash, e.text FROM main.entry e "
             "WHERE NOT EXISTS (SELECT 1 FROM temp.known k WHERE k.hash = e.hash) ORDER BY e.seq"
         )
-        last = 0
-        while rows := db.execute("SELECT n, hash, text FROM temp.todo WHERE n > ? ORDER BY n LIMIT ?", (last, CHUNK)).fetchall():
-            last = rows[-1][0]
+        for rows in pages(db, "SELECT n, hash, text FROM temp.todo WHERE n > ? ORDER BY n LIMIT ?", 0, CHUNK):
             yield [(h, t) for _, h, t in rows]
     finally:
         db.executescript("DROP TABLE IF EXISTS temp.known; DROP TABLE IF EXISTS temp.todo;")
+
+
+def rebatched(parts: Iterable[list[tuple[str, str]]], size: int) -> Iterator[list[tuple[str, str]]]:
+    """The items of `parts` again, in lists of at least `size` (the last one: what is left), so an
+    encoder is called with big batches however the pages came."""
+    pending: list[tuple[str, str]] = []
+    for part in parts:
+        pending.extend(part)
+        if len(pending) >= size:
+            yield pending
+            pending = []
+    if pending:
+        yield pending
 
 
 def stored_dimension(engine: Engine, model_id: str) -> int | None:

@@ -49,7 +49,7 @@ from . import journal, review, vector_cache
 from .guard import delete_points
 from .hooks import Hooks
 from .locks import CatalogLock, catalog_lock
-from .plan import Plan, plan_removal, plan_sync, refuse_foreign_namespace
+from .plan import Plan, plan_removal, plan_sync, rebatched, refuse_foreign_namespace
 from .point_ids import point_id, point_payload
 from .qdrant_index import Point
 from .schema import ACTIVE, COMMITTED, REJECTED, catalogs, entries
@@ -350,6 +350,10 @@ class _VectorStore:
         with batch(self._db):
             self._db.executemany("INSERT OR REPLACE INTO vector (hash, v) VALUES (?, ?)", zip(hashes, (row.tobytes() for row in block), strict=True))
 
+    def given(self, content_hash: str) -> bool:
+        """Whether this content's vector was handed in precomputed (nothing to embed or fetch)."""
+        return content_hash in self._precomputed
+
     def many(self, hashes: Sequence[str]) -> list[np.ndarray]:
         """The vectors of these content hashes (a chunk's worth), in order."""
         found = {h: np.asarray(self._precomputed[h], dtype="<f4") for h in hashes if h in self._precomputed}
@@ -365,26 +369,22 @@ def _embed_into(store: _VectorStore, plan: Plan, embedder: Embedder, cache_engin
     """Fill `store` with the vectors of every new version not precomputed (from the record's vector
     cache where the embedding step left them, else encoded here, a chunk at a time); returns how
     many texts were encoded here."""
+
+    def not_at_hand() -> Iterator[list[tuple[str, str]]]:
+        for part in plan.texts_to_embed():
+            part = [(h, t) for h, t in part if not store.given(h)]
+            if cache_engine is not None and part:
+                cached = vector_cache.get(cache_engine, embedder.model_id, [h for h, _ in part])
+                if cached:
+                    store.add(list(cached), np.stack(list(cached.values())))
+                part = [(h, t) for h, t in part if h not in cached]
+            yield part
+
     encoded = 0
-    batch: list[tuple[str, str]] = []
-
-    def encode(part: list[tuple[str, str]]) -> int:
-        if part:
-            store.add([h for h, _ in part], embedder.embed([text for _, text in part]))
-        return len(part)
-
-    for part in plan.texts_to_embed():
-        part = [(h, t) for h, t in part if h not in store._precomputed]
-        if cache_engine is not None and part:
-            cached = vector_cache.get(cache_engine, embedder.model_id, [h for h, _ in part])
-            if cached:
-                store.add(list(cached), np.stack(list(cached.values())))
-            part = [(h, t) for h, t in part if h not in cached]
-        batch.extend(part)
-        if len(batch) >= EMBED_CHUNK:
-            encoded += encode(batch)
-            batch = []
-    return encoded + encode(batch)
+    for texts in rebatched(not_at_hand(), EMBED_CHUNK):
+        store.add([h for h, _ in texts], embedder.embed([text for _, text in texts]))
+        encoded += len(texts)
+    return encoded
 
 
 def _points(catalog_id: str, plan: Plan, versions: _Versions, run_id: str) -> Iterator[Point]:
