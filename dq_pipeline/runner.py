@@ -225,26 +225,11 @@ def _warnings(run: ExecuteInProcessResult) -> tuple[list[str], int]:
 
 
 def _first_error(run: ExecuteInProcessResult) -> str:
+    from .defs.assets import failure_text
+
     for event in run.all_events:
-        if event.is_step_failure and event.step_failure_data is not None:
-            error = event.step_failure_data.user_failure_data
-            if error is not None and error.description:
-                return error.description
-            if event.step_failure_data.error is not None:
-                return _error_line(event.step_failure_data.error)
+        if event.is_step_failure and (text := failure_text(event)) is not None:
+            return text
         if event.event_type_value == "ASSET_CHECK_EVALUATION" and not event.event_specific_data.passed:
             return f"check failed: {event.event_specific_data.description or 'stores disagree'}"
     return "run failed"
-
-
-def _error_line(error: Any) -> str:
-    """The first line of a step's error; past Dagster's retry wrapper ("Exceeded max_retries"), the
-    error that was retried, and its class without the module path."""
-    while error.cause is not None and (error.cls_name == "RetryRequestedFromPolicy" or error.message.startswith("Exceeded max_retries")):
-        error = error.cause
-    lines = error.message.strip().splitlines()
-    line = lines[0] if lines else error.cls_name or "step failed"
-    head, sep, rest = line.partition(": ")
-    if sep and "." in head and " " not in head:  # "package.module.SomeError: text" -> "SomeError: text"
-        line = f"{head.rsplit('.', 1)[1]}: {rest}"
-    return line

@@ -6,6 +6,7 @@ failure once (Dagster keeps its cursor), and the message names catalog, job, run
 from dagster import DefaultSensorStatus, RunFailureSensorContext, SkipReason, run_failure_sensor
 
 from ..errors import one_line
+from .assets import failure_text
 from .jobs import (
     reindex_catalog_job,
     remove_catalog_job,
@@ -49,15 +50,7 @@ def alert_on_failure_sensor(context: RunFailureSensorContext, alerts: AlertWebho
 
 def _first_error(failures) -> str | None:
     for event in failures:
-        data = event.step_failure_data
-        if data is None:
-            continue
-        if data.user_failure_data is not None and data.user_failure_data.description:
-            lines = [line.strip() for line in data.user_failure_data.description.splitlines() if line.strip()]
+        if (text := failure_text(event)) is not None:
+            lines = [line.strip() for line in text.splitlines() if line.strip()]
             return "; ".join(lines[:6]) + ("; ..." if len(lines) > 6 else "")  # a refusal's first problems name file and line
-        if data.error is not None:
-            error = data.error
-            while error.cause is not None and error.message.startswith("Exceeded max_retries"):
-                error = error.cause
-            return (error.message.strip().splitlines() or [error.cls_name or "step failed"])[0]
     return None

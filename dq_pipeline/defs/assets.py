@@ -72,6 +72,28 @@ def step_failure(exc: BaseException, **metadata: Any) -> Failure:
     )
 
 
+def failure_text(event: Any) -> str | None:
+    """What a STEP_FAILURE event says went wrong: the description `step_failure` gave it (a refusal
+    keeps every line), else the first line of the error past Dagster's retry wrapper ("Exceeded
+    max_retries"), its class without the module path; None for an event with neither."""
+    data = event.step_failure_data
+    if data is None:
+        return None
+    if data.user_failure_data is not None and data.user_failure_data.description:
+        return data.user_failure_data.description
+    error = data.error
+    if error is None:
+        return None
+    while error.cause is not None and (error.cls_name == "RetryRequestedFromPolicy" or error.message.startswith("Exceeded max_retries")):
+        error = error.cause
+    lines = error.message.strip().splitlines()
+    line = lines[0] if lines else error.cls_name or "step failed"
+    head, sep, rest = line.partition(": ")
+    if sep and "." in head and " " not in head:  # "package.module.SomeError: text" -> "SomeError: text"
+        line = f"{head.rsplit('.', 1)[1]}: {rest}"
+    return line
+
+
 class SyncConfig(Config):
     force: bool = Field(default=False, description="Re-embed and rewrite every entry (force reindex).")
 
