@@ -157,6 +157,7 @@ def catalog_embeddings(
 ) -> dict[str, Any]:
     started = time.perf_counter()
     embedded = cached = todo = 0
+    entries = len(catalog_entries.entries)
     try:
         model_id = embedder.model_id()
         model = None
@@ -180,11 +181,13 @@ def catalog_embeddings(
                 dimension = (model or embedder.load()).dimension
     except Exception as exc:
         raise step_failure(exc) from exc
+    finally:
+        catalog_entries.entries.close()  # this step's handle only (see catalog_index)
     context.add_output_metadata(
         {
             "embedded": embedded,
             "already_cached": cached,
-            "skipped_unchanged": len(catalog_entries.entries) - todo,
+            "skipped_unchanged": entries - todo,
             "embed_seconds": round(time.perf_counter() - started, 3),
             "model": model_id,
             "dimension": dimension,
@@ -232,7 +235,9 @@ def catalog_index(
     folder = catalog_folder.path()
     source = Source(catalog_entries.source_digest, lambda: current_source_digest(folder, catalog_id))
     try:
-        with store.open() as synced:
+        # The step's own handle on the entries is closed with it: its page caches are not held while
+        # the run's other steps go on (an in-process run keeps every step's inputs alive).
+        with catalog_entries.entries, store.open() as synced:
             result = synced.sync(catalog_id, catalog_entries.entries, lazy, force=config.force, source=source, use_vector_cache=True)
             verification = synced.verify(catalog_id)
             refusals.record_sync(synced.engine, catalog_id, folder, catalog_entries)  # clears its refusal, keeps its warnings
