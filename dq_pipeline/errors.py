@@ -5,13 +5,15 @@
     │   ├── RefusedInput            a catalog file or catalog id fails validation (I6);
     │   │   └── CatalogError          catalog.entry: names file, record and reason
     │   ├── ConfigurationError      a setting cannot work (CLI exit 2)
+    │   │   └── ModelUnavailable      a recorded model (live or standby) cannot be loaded here
     │   ├── LockLost                the run no longer owns its catalog: its commit was refused (I8)
     │   ├── StaleSource             the parse is not of the file as it is now: a newer run applies it (I8)
     │   └── UnknownEntries          a review names entries the catalog does not hold
     └── TransientError              a store was unreachable or busy: retried with backoff
         ├── StoreUnavailable        PostgreSQL/SQLite or Qdrant did not answer, or refused a write
         ├── EmbeddedQdrantBusy      another process holds the embedded Qdrant folder
-        └── LockTimeout             another run of the catalog held its lock for too long
+        ├── LockTimeout             another run of the catalog held its lock for too long
+        └── ModelSwitched           the live/standby models changed after the run planned
 
 `SyncFailed` wraps whatever ended a sync after the protocol cleaned up; it is transient or terminal
 as its cause is. Foreign errors (psycopg, SQLAlchemy, qdrant-client, httpx, filelock) are
@@ -55,6 +57,10 @@ class ConfigurationError(TerminalError, ValueError):
     """A setting has a value that cannot work."""
 
 
+class ModelUnavailable(ConfigurationError):
+    """A model the record needs (the live one, or the standby being built) is not loadable here."""
+
+
 class LockLost(TerminalError):
     """The catalog's lock (its database session) ended during the run; another run may own it now."""
 
@@ -77,6 +83,11 @@ class EmbeddedQdrantBusy(TransientError):
 
 class LockTimeout(TransientError):
     """Another run of the catalog held its lock longer than the configured wait."""
+
+
+class ModelSwitched(TransientError):
+    """The live or standby model changed after the run planned: nothing of it committed; the next
+    run plans with the models as they are now."""
 
 
 def is_transient(exc: BaseException) -> bool:

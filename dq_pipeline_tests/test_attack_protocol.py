@@ -95,17 +95,13 @@ def test_orphan_with_a_non_string_catalog_id_is_reported_and_removed(tmp_path: P
 # --- model change: no live collection, no atomic switch ------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="open: the blue/green model change (a recorded live model, an alias switch, no re-embed on switching back) "
-    "is issue 14; strict, so this fails loudly once it is built and the marker must go",
-)
 def test_model_change_keeps_search_on_the_live_model_until_every_catalog_moved_and_switching_back_embeds_nothing(tmp_path: Path) -> None:
     """DESIGN (brief), "Qdrant collections": a new model builds its collection beside the live one
     while search keeps serving the live one, becomes live in one atomic switch once every catalog is
     embedded and verified, and switching back embeds nothing until the old collection is dropped.
-    Today a sync with another model moves that one catalog at once and retires its old points: a
-    search on the live model loses the catalog mid-migration, and switching back re-embeds it."""
+    Before model_roles.py, a sync with another model moved that one catalog at once and retired its
+    old points: a search on the live model lost the catalog mid-migration, and switching back
+    re-embedded it."""
     from dq_pipeline.catalog import Entry
     from dq_pipeline.embedding import HashingEmbedder
     from dq_pipeline.sync import SyncedStore

@@ -95,8 +95,9 @@ def test_rejection_survives_force_reindex_and_model_change_and_lapses_only_with_
     assert victim.key not in {h.entry_key for h in store.search(embedder, victim.text, limit=6)}
 
     other = HashingEmbedder(dimension=48, model_id="test/hashing-other")
-    moved = store.sync(CATALOG, V1, other)
-    assert moved.updated == len(V1) and moved.embedded == len(V1)
+    moved = store.sync(CATALOG, V1, other)  # builds the other model as the standby (every row, rejected or not)
+    assert moved.standby is not None and moved.standby.inserted == len(V1) and moved.standby.embedded == len(V1)
+    store.switch_model()
     assert statuses(store)[victim.key] == REJECTED
     with store.engine.connect() as conn:
         row = conn.execute(select(entries.c.reviewed_by, entries.c.review_reason).where(entries.c.entry_key == victim.key)).one()
@@ -372,7 +373,8 @@ def test_every_deletion_of_points_goes_through_the_guard() -> None:
     # (SQLAlchemy's `delete(table)` is a function, not a method call, so it does not count here.)
     assert set(_calls("unguarded_delete")) == {"sync/guard.py"}
     assert set(_calls("delete")) <= {"sync/qdrant_index.py", "sync/edge_client.py"}
-    assert _calls("delete_collection") == {}
+    # A whole collection goes only through guard.drop_collection (a dropped standby model's).
+    assert set(_calls("delete_collection")) <= {"sync/guard.py"}
 
 
 # --- 11. remove_catalog does nothing once the catalog's file has come back ------------------------------------

@@ -18,9 +18,11 @@ from sqlalchemy import func, select
 
 from dq_pipeline.catalog import Entry
 from dq_pipeline.embedding import HashingEmbedder
+from dq_pipeline.errors import ModelUnavailable
 from dq_pipeline.sync import Hooks, SimulatedCrash, SyncedStore, SyncFailed
 from dq_pipeline.sync.schema import entries as entries_table
 from dq_pipeline.sync.schema import journal as journal_table
+from dq_pipeline.sync.schema import standby as standby_table
 
 CATALOG = "warehouse/orders"
 
@@ -80,9 +82,15 @@ def assert_state(store: SyncedStore, version: list[Entry]) -> None:
     assert_never_missing(store)
 
 
+def standby_ids(store: SyncedStore, catalog_id: str = CATALOG) -> set[str]:
+    with store.engine.connect() as conn:
+        return set(conn.scalars(select(standby_table.c.point_id).where(standby_table.c.catalog_id == catalog_id)))
+
+
 def assert_in_sync(store: SyncedStore) -> None:
-    """I2: equal ID sets, matching payloads, nothing left in the journal."""
-    assert qdrant_ids(store) == {pid for _, pid in pg_rows(store).values()}
+    """I2: equal ID sets (the live rows' and the standby model's rows', if any), matching payloads,
+    nothing left in the journal."""
+    assert qdrant_ids(store) == {pid for _, pid in pg_rows(store).values()} | standby_ids(store)
     verification = store.verify(CATALOG)
     assert verification.in_sync, verification.counts()
 
@@ -137,13 +145,40 @@ def test_removed_catalog_is_synced_as_empty(v1: SyncedStore, embedder: HashingEm
 
 
 def test_model_change_builds_a_new_collection_beside_the_old(v1: SyncedStore) -> None:
-    other = HashingEmbedder(dimension=16, model_id="test/other-model")
-    old_collection = v1.collection_for(HashingEmbedder())
+    """A sync with another model builds it as the standby (model_roles.py): the live collection is
+    untouched until the switch; the switch embeds nothing, nor does switching back; drop-old deletes
+    the old collection."""
+    live, other = HashingEmbedder(), HashingEmbedder(dimension=16, model_id="test/other-model")
+    old_collection, new_collection = v1.collection_for(live), v1.collection_for(other)
     result = v1.sync(CATALOG, V1, other)
-    assert (result.updated, result.embedded) == (6, 6)
-    assert v1.collection_for(other) != old_collection
-    assert v1.index.points_of_catalog(old_collection, CATALOG) == {}
-    assert len(v1.index.points_of_catalog(v1.collection_for(other), CATALOG)) == 6
+    assert (result.written, result.embedded) == (0, 0)  # the live rows were current
+    assert result.standby is not None and (result.standby.inserted, result.standby.embedded) == (6, 6)
+    assert new_collection != old_collection
+    assert len(v1.index.points_of_catalog(old_collection, CATALOG)) == 6
+    assert len(v1.index.points_of_catalog(new_collection, CATALOG)) == 6
+    assert v1.models()["live"].model_id == live.model_id and v1.models()["standby"].state == "building"
+    assert_in_sync(v1)
+
+    new_live, previous = v1.switch_model()
+    assert (new_live.model_id, previous.model_id, previous.state) == (other.model_id, live.model_id, "previous")
+    with v1.engine.connect() as conn:
+        assert set(conn.scalars(select(entries_table.c.collection).distinct())) == {new_collection}
+    assert {pid for _, pid in pg_rows(v1).values()} == set(v1.index.points_of_catalog(new_collection, CATALOG))
+    assert v1.search(other, V1[0].text, limit=1)[0].entry_key == V1[0].key  # served by the new live model now
+    with pytest.raises(ModelUnavailable, match="live model test/other-model"):
+        v1.search(live, V1[0].text)  # never the old model's vectors against the new collection
+    assert_in_sync(v1)
+    back, _ = v1.switch_model(rollback=True)
+    assert back.model_id == live.model_id
+    again, _ = v1.switch_model()
+    assert again.model_id == other.model_id
+    calls = len(other.calls)
+    v1.sync(CATALOG, V1, other)
+    assert len(other.calls) == calls, "a sync after the switches embedded again"
+
+    assert v1.drop_standby() == old_collection
+    assert not v1.index.client.collection_exists(old_collection)
+    assert "standby" not in v1.models()
     assert_in_sync(v1)
 
 

@@ -22,6 +22,8 @@ from typing import Protocol
 
 import numpy as np
 
+from ..errors import ModelUnavailable
+
 DEFAULT_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
 _DEFAULT_ALIASES = {"", "default", "all-minilm-l6-v2", DEFAULT_MODEL.lower()}
 
@@ -79,6 +81,7 @@ class SentenceTransformerEmbedder:
             require_onnx()  # before seconds of model loading
         from sentence_transformers import SentenceTransformer
 
+        self.source = model  # what loads this model again (recorded with it: model_roles.py)
         source, self.model_id, offline = resolve_model(model)
         if not offline:
             offline = _in_hub_cache(source)
@@ -155,7 +158,9 @@ def load_embedder(model: str | None = None, batch_size: int = 64, device: str | 
         from .hashing import HashingEmbedder
 
         dimension = int(model[len(HASHING_PREFIX) :])  # type: ignore[index]
-        return HashingEmbedder(dimension, model_id=resolve_model(model)[1])
+        hashing = HashingEmbedder(dimension, model_id=resolve_model(model)[1])
+        hashing.source = model  # type: ignore[attr-defined]
+        return hashing
     with _cache_lock:
         if key not in _cache:
             _cache[key] = SentenceTransformerEmbedder(model, batch_size=batch_size, device=device, backend=key[3])
@@ -172,11 +177,22 @@ class LazyEmbedder:
     def __init__(self, model: str | None, model_id: str, dimension: int, batch_size: int = 64, backend: str | None = None):
         self.model_id, self.dimension = model_id, dimension
         self._model, self._batch_size, self._backend = model, batch_size, backend
+        self.source = model
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
         if not texts:
             return np.zeros((0, self.dimension), dtype=np.float32)
         embedder = load_embedder(self._model, self._batch_size, backend=self._backend)
         if embedder.model_id != self.model_id:
-            raise RuntimeError(f"model changed during the run: {embedder.model_id} is not {self.model_id}")
+            raise ModelUnavailable(f"model changed during the run: {embedder.model_id} is not {self.model_id}")
         return embedder.embed(texts)
+
+
+def recorded_model_loader(batch_size: int = 64, backend: str | None = None):  # -> Callable[[ModelRole], Embedder]
+    """How a store loads a model its record names (the live or the standby one) from the source
+    recorded with it, lazily: nothing is loaded unless something must be embedded."""
+
+    def load(role) -> Embedder:  # type: ignore[no-untyped-def]
+        return LazyEmbedder(role.source, role.model_id, role.dimension, batch_size, backend)
+
+    return load

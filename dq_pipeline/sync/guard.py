@@ -4,8 +4,8 @@ Deleting a point that a committed row uses is the one mistake this product must 
 so no code path decides on its own that a point is garbage: recovery, compensation, retirement,
 repair and removal all hand their candidates to `delete_points`, which drops every id that
 
-* a committed row references (any catalog: a point whose payload was tampered with still belongs
-  to the row whose id it carries), or
+* a committed row references (any catalog, the live model's rows and the standby model's: a point
+  whose payload was tampered with still belongs to the row whose id it carries), or
 * a pending journal row names (a run in flight, or one whose leftovers are still recorded),
   other than the row being finished.
 
@@ -31,7 +31,7 @@ from sqlalchemy import Engine, select
 
 from .point_ids import point_payload
 from .qdrant_index import ANY_WRITER, Point, QdrantIndex, chunks
-from .schema import PENDING, entries, journal
+from .schema import ENTRY_TABLES, PENDING, journal
 
 _IN_CHUNK = 1000  # ids per IN (...) query
 
@@ -41,8 +41,9 @@ def referenced_by_rows(engine: Engine, collection: str, ids: Sequence[str]) -> s
     found: set[str] = set()
     with engine.connect() as conn:
         for chunk in chunks(list(ids), _IN_CHUNK):
-            query = select(entries.c.point_id).where(entries.c.point_id.in_(chunk), entries.c.collection == collection)
-            found.update(conn.scalars(query))
+            for table in ENTRY_TABLES:
+                query = select(table.c.point_id).where(table.c.point_id.in_(chunk), table.c.collection == collection)
+                found.update(conn.scalars(query))
     return found
 
 
@@ -81,25 +82,35 @@ def delete_points(
     return len(doomed)
 
 
-__all__ = ["ANY_WRITER", "delete_points", "named_by_pending", "points_from_record", "referenced_by_rows", "restore_points"]
+def drop_collection(engine: Engine, index: QdrantIndex, collection: str) -> bool:
+    """Delete a whole collection (a dropped standby model's), only if no committed row uses it and
+    no pending journal row names a point in it; returns whether it was deleted."""
+    with engine.connect() as conn:
+        for table in ENTRY_TABLES:
+            if conn.scalar(select(table.c.point_id).where(table.c.collection == collection).limit(1)) is not None:
+                return False
+    if named_by_pending(engine, None, collection):
+        return False
+    if not index.client.collection_exists(collection):
+        return False
+    index.client.delete_collection(collection)
+    return True
+
+
+__all__ = ["ANY_WRITER", "delete_points", "drop_collection", "named_by_pending", "points_from_record", "referenced_by_rows", "restore_points"]
 
 
 def points_from_record(engine: Engine, collection: str, ids: Sequence[str]) -> Iterator[list[Point]]:
-    """The points committed rows define for these ids (vector and payload from the record), a chunk
-    at a time; ids no row uses are skipped."""
-    columns = (
-        entries.c.point_id,
-        entries.c.catalog_id,
-        entries.c.entry_key,
-        entries.c.content_hash,
-        entries.c.model,
-        entries.c.kind,
-        entries.c.vector,
-        entries.c.written_by,
-    )
+    """The points committed rows (live or standby) define for these ids (vector and payload from the
+    record), a chunk at a time; ids no row uses are skipped."""
+    names = ("point_id", "catalog_id", "entry_key", "content_hash", "model", "kind", "vector", "written_by")
     for chunk in chunks(list(ids), _IN_CHUNK):
+        by_id = {}
         with engine.connect() as conn:
-            rows = conn.execute(select(*columns).where(entries.c.point_id.in_(chunk), entries.c.collection == collection)).all()
+            for table in reversed(ENTRY_TABLES):  # a live row's version wins where both use an id
+                query = select(*(table.c[n] for n in names)).where(table.c.point_id.in_(chunk), table.c.collection == collection)
+                by_id.update({r.point_id: r for r in conn.execute(query)})
+        rows = list(by_id.values())
         yield [
             Point(
                 r.point_id,

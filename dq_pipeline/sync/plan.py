@@ -25,7 +25,7 @@ import sys
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine, Table, func, select
 
 from ..catalog import Entry, EntrySpool
 from ..catalog.spool import batch, pages
@@ -141,11 +141,11 @@ def _stored_row(r: tuple) -> StoredRow:
     return StoredRow(r[0], r[1], sys.intern(r[2]), sys.intern(r[3]), r[4], sys.intern(r[5]), r[6])
 
 
-def _copy_rows(engine: Engine, plan: Plan, catalog_id: str, only_status: str | None = None) -> None:
+def _copy_rows(engine: Engine, plan: Plan, catalog_id: str, table: Table, only_status: str | None = None) -> None:
     """The catalog's committed rows into the plan's file, a chunk at a time (streamed from the record)."""
-    query = select(*(entries.c[name] for name in _FIELDS)).where(entries.c.catalog_id == catalog_id)
+    query = select(*(table.c[name] for name in _FIELDS)).where(table.c.catalog_id == catalog_id)
     if only_status is not None:
-        query = query.where(entries.c.status == only_status)
+        query = query.where(table.c.status == only_status)
     with engine.connect() as conn, batch(plan.db):
         for part in conn.execution_options(yield_per=CHUNK).execute(query).partitions():
             plan.db.executemany("INSERT INTO stored (key, hash, model, collection, point_id, status, written_by) VALUES (?, ?, ?, ?, ?, ?, ?)", part)
@@ -158,11 +158,13 @@ def plan_sync(
     model_id: str,
     force: bool = False,
     rejected: Iterable[tuple[str, str]] = (),
+    table: Table = entries,
 ) -> Plan:
-    """Compare the catalog's entries with its committed rows (see the module doc for the rules)."""
+    """Compare the catalog's entries with its committed rows in `table` (the live rows, or the
+    standby model's: see model_roles.py); the module doc has the rules."""
     plan = Plan(wanted)
     try:
-        _copy_rows(engine, plan, catalog_id)
+        _copy_rows(engine, plan, catalog_id, table)
         with batch(plan.db):
             plan.db.executemany("INSERT OR IGNORE INTO rejected VALUES (?, ?)", list(rejected))
         plan.db.execute(
@@ -196,10 +198,10 @@ def plan_sync(
 
 
 def plan_removal(engine: Engine, catalog_id: str, status: str) -> Plan:
-    """A plan that deletes the catalog's rows in this review status and keeps every other row."""
+    """A plan that deletes the catalog's live rows in this review status and keeps every other row."""
     plan = Plan(None)
     try:
-        _copy_rows(engine, plan, catalog_id, only_status=status)
+        _copy_rows(engine, plan, catalog_id, entries, only_status=status)
         plan.db.execute("UPDATE stored SET doomed = 1")
         plan.deleted = plan.db.execute("SELECT count(*) FROM stored").fetchone()[0]
         with engine.connect() as conn:

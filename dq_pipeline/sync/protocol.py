@@ -15,6 +15,10 @@ Read `sync_catalog`, then `_write`, top to bottom: they are the specification (d
      row uses; rewrite from the record those a committed row uses), then raise one error. A run
      that lost its lock leaves its row for the next owner instead (its points stay recorded).
   5. Retire: delete the points of replaced and deleted entries, then the journal row.
+  6. Standby: while a standby model is recorded (a model build, or the model a switch replaced:
+     model_roles.py), bring its rows level with the live rows just committed, steps 1-5 again
+     under the same lock, into its own table and collection. The live commit stands whatever
+     happens here; a failure is reported (`standby_error`) and the standby stays behind.
 
 Point ids are content-addressed, so an updated entry's new point never overwrites the committed
 version's point; the old one is deleted only after the commit. Removing rejected entries
@@ -45,10 +49,11 @@ from ..catalog import ABSENT, Entry, EntrySpool
 from ..catalog.spool import batch
 from ..embedding import Embedder
 from ..errors import DqError, LockLost, LockTimeout, StaleSource, is_transient, one_line
-from . import journal, review, vector_cache
+from . import journal, model_roles, review, vector_cache
 from .guard import delete_points
 from .hooks import Hooks
 from .locks import CatalogLock, catalog_lock
+from .model_roles import LIVE, STANDBY, assert_role, table_of
 from .plan import Plan, plan_removal, plan_sync, rebatched, refuse_foreign_namespace
 from .point_ids import point_id, point_payload
 from .qdrant_index import Point
@@ -94,6 +99,10 @@ class SyncResult:
     # the journal and the next sync or repair removes them.
     retire_error: str | None = None
     durations: dict[str, float] = field(default_factory=dict)
+    # What step 6 did to the standby model's rows (None: no standby recorded), and why it could
+    # not finish (the live commit stands; the standby stays behind until a later sync or build).
+    standby: SyncResult | None = None
+    standby_error: str | None = None
 
     @property
     def written(self) -> int:
@@ -111,12 +120,16 @@ def sync_catalog(
     vectors: Mapping[str, np.ndarray] | None = None,
     use_vector_cache: bool = False,
     hooks: Hooks | None = None,
+    standby: Embedder | None = None,
 ) -> SyncResult:
     """Make the stores hold exactly `wanted` for this catalog (an empty list removes the catalog).
 
     Args:
         wanted: every entry the catalog holds now (an `EntrySpool` is read as it is; other
             iterables are first written to one).
+        embedder: the live model's (model_roles.py; recorded as live if none is yet).
+        standby: the standby model's, while one is recorded: its rows are brought level after the
+            live commit (step 6).
         force: re-embed and rewrite every entry (review decisions are kept).
         source: the source version the entries were parsed from; the commit is refused if the
             source on disk is no longer that version (I8), and the digest is recorded.
@@ -129,10 +142,15 @@ def sync_catalog(
         LockLost: the run lost its lock; nothing was committed, its leftovers are journaled.
         StaleSource: the file changed after it was parsed; nothing was committed.
         LockTimeout: another run of the catalog held the lock for too long.
+        ModelSwitched: `embedder` is not the live model, or the live model switched during the run.
     """
     hooks = hooks or Hooks()
     result = SyncResult(catalog_id, embedder.model_id, store.collection_for(embedder))
     clock = _Clock(result.durations)
+    cache = store.engine if use_vector_cache else None
+    live = model_roles.record_live(store.engine, embedder.model_id, embedder.dimension, result.collection, getattr(embedder, "source", None))
+    if live.model_id != embedder.model_id:
+        raise model_roles.ModelSwitched(f"catalog {catalog_id}: {embedder.model_id} is not the live model ({live.model_id}); nothing was written")
 
     spool = EntrySpool.of(wanted)
     try:
@@ -149,24 +167,76 @@ def sync_catalog(
                 result.unchanged = plan.unchanged
                 if plan.is_empty:
                     _record_source(store.engine, lock, catalog_id, source)  # I4: no entry embedded or written
-                    return result
+                else:
+                    with clock("embed"):
+                        new_vectors = _VectorStore(plan, vectors)
+                        result.embedded = _embed_into(new_vectors, plan, embedder, cache)
+                    _write(store, lock, catalog_id, plan, _Versions(embedder, result.collection, new_vectors, LIVE), source, hooks, result)
+                    if cache is not None:
+                        for part in plan.texts_to_embed():
+                            vector_cache.evict(store.engine, embedder.model_id, [h for h, _ in part])
 
-                with clock("embed"):
-                    cache = store.engine if use_vector_cache else None
-                    new_vectors = _VectorStore(plan, vectors)
-                    result.embedded = _embed_into(new_vectors, plan, embedder, cache)
-                _write(store, lock, catalog_id, plan, _Versions(embedder, result.collection, new_vectors), source, hooks, result)
-                if cache is not None:
-                    for part in plan.texts_to_embed():
-                        vector_cache.evict(store.engine, embedder.model_id, [h for h, _ in part])
+            if standby is not None:  # 6. the standby model's rows, level with the live ones
+                try:
+                    result.standby = mirror_standby(store, lock, catalog_id, standby, force=force, cache=cache, hooks=hooks)
+                except Exception as exc:
+                    result.standby_error = f"the standby model {standby.model_id} stays behind for this catalog: {one_line(exc)}"
+                    log.warning("%s: %s", catalog_id, result.standby_error)
     finally:
         if spool is not wanted:
             spool.close()
     return result
 
 
-def remove_rejected(store, catalog_id: str, hooks: Hooks | None = None) -> SyncResult:
-    """Delete the catalog's rejected entries from both stores, through the same protocol."""
+def mirror_standby(store, lock: CatalogLock, catalog_id: str, embedder: Embedder, *, force: bool = False, cache=None, hooks: Hooks | None = None) -> SyncResult:
+    """Make the catalog's standby rows hold the live rows' contents embedded with the standby model
+    (under the catalog's lock, which the caller holds): steps 1-5 into the standby table and
+    collection. Review decisions stay with the live rows; every live row is mirrored, rejected or not.
+
+    Raises:
+        SyncFailed, LockLost: as sync_catalog; ModelSwitched: `embedder` is not (or no longer) the
+        standby model. ModelUnavailable: the standby model is needed but cannot be loaded here.
+    """
+    hooks = hooks or Hooks()
+    result = SyncResult(catalog_id, embedder.model_id, store.collection_for(embedder))
+    clock = _Clock(result.durations)
+    recorded = model_roles.roles(store.engine).get(STANDBY)
+    if recorded is None or recorded.model_id != embedder.model_id:
+        raise model_roles.ModelSwitched(f"catalog {catalog_id}: {embedder.model_id} is not the standby model; nothing was written")
+    with _live_rows(store.engine, catalog_id) as spool:
+        with clock("plan"):
+            plan = plan_sync(store.engine, catalog_id, spool, embedder.model_id, force, (), table=table_of(STANDBY))
+        with plan:
+            result.unchanged = plan.unchanged
+            if plan.is_empty:
+                return result
+            with clock("embed"):
+                new_vectors = _VectorStore(plan, None)
+                result.embedded = _embed_into(new_vectors, plan, embedder, cache)
+            _write(store, lock, catalog_id, plan, _Versions(embedder, result.collection, new_vectors, STANDBY), None, hooks, result)
+    return result
+
+
+def _live_rows(engine, catalog_id: str) -> EntrySpool:
+    """The catalog's committed live rows as entries (what the standby mirrors), streamed to a spool."""
+    spool = EntrySpool.create()
+    try:
+        query = select(entries.c.entry_key, entries.c.kind, entries.c.text, entries.c.payload, entries.c.content_hash).where(
+            entries.c.catalog_id == catalog_id
+        )
+        with engine.connect() as conn:
+            for part in conn.execution_options(yield_per=WRITE_CHUNK).execute(query).partitions():
+                for r in part:
+                    spool.add(Entry.restore(r.entry_key, r.kind, r.text, json.dumps(r.payload, sort_keys=True), "", r.content_hash))
+        return spool.seal()
+    except BaseException:
+        spool.close()
+        raise
+
+
+def remove_rejected(store, catalog_id: str, hooks: Hooks | None = None, standby: Embedder | None = None) -> SyncResult:
+    """Delete the catalog's rejected entries from both stores, through the same protocol (and, with
+    `standby`, the standby model's rows of them: step 6, which embeds nothing here)."""
     hooks = hooks or Hooks()
     result = SyncResult(catalog_id, model="", collection="")
     with catalog_lock(store.engine, catalog_id, store.lock_timeout_s) as lock:
@@ -176,6 +246,12 @@ def remove_rejected(store, catalog_id: str, hooks: Hooks | None = None) -> SyncR
             result.unchanged = plan.unchanged
             if not plan.is_empty:
                 _write(store, lock, catalog_id, plan, None, None, hooks, result)
+        if standby is not None:
+            try:
+                result.standby = mirror_standby(store, lock, catalog_id, standby, hooks=hooks)
+            except Exception as exc:
+                result.standby_error = f"the standby model {standby.model_id} stays behind for this catalog: {one_line(exc)}"
+                log.warning("%s: %s", catalog_id, result.standby_error)
     return result
 
 
@@ -209,16 +285,18 @@ def _write(
                 index.upsert(versions.collection, _points(catalog_id, plan, versions, run_id), on_batch=on_batch)
             hooks("qdrant_written")
 
-            # 4. Commit: fence, source, rows, journal phase, in one short transaction.
+            # 4. Commit: fence, model role, source, rows, journal phase, in one short transaction.
             _assert_current(catalog_id, source)
             with lock.fenced(engine) as conn:
+                if versions is not None:
+                    assert_role(conn, versions.role, model_id, versions.embedder.dimension, versions.collection)
                 _apply(conn, catalog_id, plan, versions, run_id, source)
                 hooks("pg_flushed")
                 journal.mark_committed(conn, run_id)
                 hooks("before_commit")
         except Exception as exc:
             if _compensate(store, lock, run_id, catalog_id, new_points) != COMMITTED:
-                if isinstance(exc, (LockLost, StaleSource)):
+                if isinstance(exc, (LockLost, StaleSource, model_roles.ModelSwitched)):
                     raise
                 raise SyncFailed(catalog_id, one_line(exc), is_transient(exc)) from exc
             log.warning("commit of %s reported %s but had succeeded; finished as committed", catalog_id, one_line(exc))
@@ -325,11 +403,13 @@ def _record_catalog(conn: Connection, catalog_id: str, remaining: int, run_id: s
 
 @dataclass(frozen=True)
 class _Versions:
-    """What new rows are made of: the model, its collection, and the vectors by content hash."""
+    """What new rows are made of: the model, its collection, the vectors by content hash, and the
+    role (live or standby) whose table they go to."""
 
     embedder: Embedder
     collection: str
     vectors: _VectorStore
+    role: str = LIVE
 
 
 class _VectorStore:
@@ -424,6 +504,7 @@ _REVIEW_RESET = {"status": ACTIVE, "reviewed_by": None, "review_reason": None, "
 def _apply(conn: Connection, catalog_id: str, plan: Plan, versions: _Versions | None, run_id: str, source: Source | None) -> None:
     """The whole catalog change in one transaction (I3), written a chunk of rows at a time."""
     now = datetime.now(UTC)
+    table = table_of(versions.role) if versions is not None else entries
 
     def row(entry: Entry, vector: np.ndarray) -> dict[str, object]:
         assert versions is not None
@@ -447,7 +528,7 @@ def _apply(conn: Connection, catalog_id: str, plan: Plan, versions: _Versions | 
 
     for chunk in plan.inserts():
         rows = [{"catalog_id": catalog_id, "entry_key": e.key, **row(e, v), **_REVIEW_RESET} for e, v in zip(chunk, vectors(chunk), strict=True)]
-        conn.execute(insert(entries), rows)
+        conn.execute(insert(table), rows)
 
     # Same content rewritten (force, model change): the review decision stays. New content: it lapses.
     statements: dict[bool, object] = {}
@@ -460,8 +541,8 @@ def _apply(conn: Connection, catalog_id: str, plan: Plan, versions: _Versions | 
             rows = [{"b_catalog": catalog_id, "b_key": e.key, **row(e, v), **extra} for e, v in zip(part, vectors(part), strict=True)]
             if rewrite not in statements:
                 statements[rewrite] = (
-                    update(entries)
-                    .where(and_(entries.c.catalog_id == bindparam("b_catalog"), entries.c.entry_key == bindparam("b_key")))
+                    update(table)
+                    .where(and_(table.c.catalog_id == bindparam("b_catalog"), table.c.entry_key == bindparam("b_key")))
                     .values({name: bindparam(name) for name in rows[0] if not name.startswith("b_")})
                 )
             conn.execute(statements[rewrite], rows)
@@ -469,9 +550,10 @@ def _apply(conn: Connection, catalog_id: str, plan: Plan, versions: _Versions | 
     for rows in plan.deletes():
         keys = [r.entry_key for r in rows]
         for start in range(0, len(keys), 1000):
-            conn.execute(delete(entries).where(entries.c.catalog_id == catalog_id, entries.c.entry_key.in_(keys[start : start + 1000])))
+            conn.execute(delete(table).where(table.c.catalog_id == catalog_id, table.c.entry_key.in_(keys[start : start + 1000])))
 
-    _record_catalog(conn, catalog_id, plan.inserted + plan.updated + plan.unchanged, run_id, source)
+    if table is entries:  # the catalog's record follows its live rows only
+        _record_catalog(conn, catalog_id, plan.inserted + plan.updated + plan.unchanged, run_id, source)
 
 
 class _Clock:
@@ -491,4 +573,4 @@ class _Clock:
 
 # Deletions of points outside the journal go through the guard too (see guard.py); re-exported so
 # callers of the protocol need not know where it lives.
-__all__ = ["ABSENT", "SyncFailed", "SyncResult", "Source", "delete_points", "remove_rejected", "sync_catalog"]
+__all__ = ["ABSENT", "SyncFailed", "SyncResult", "Source", "delete_points", "mirror_standby", "remove_rejected", "sync_catalog"]

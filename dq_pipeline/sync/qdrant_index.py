@@ -125,6 +125,30 @@ class QdrantIndex:
             for field in ("catalog_id", "entry_key"):
                 self.client.create_payload_index(name, field, models.PayloadSchemaType.KEYWORD)
 
+    def alias_target(self, alias: str) -> str | None:
+        """The collection an alias points at (None: no such alias, or no aliases in this engine)."""
+        if not hasattr(self.client, "get_aliases"):
+            return None
+        try:
+            listed = self.client.get_aliases().aliases
+        except Exception:
+            return None  # an engine or server without the aliases API
+        return next((a.collection_name for a in listed if a.alias_name == alias), None)
+
+    def point_alias(self, alias: str, collection: str) -> bool:
+        """Point `alias` at `collection` in one atomic aliases update (Qdrant applies the delete and
+        the create together); False where this engine has no aliases."""
+        if not hasattr(self.client, "update_collection_aliases"):
+            return False
+        current = self.alias_target(alias)
+        if current == collection:
+            return True
+        operations: list[Any] = [models.CreateAliasOperation(create_alias=models.CreateAlias(collection_name=collection, alias_name=alias))]
+        if current is not None:
+            operations.insert(0, models.DeleteAliasOperation(delete_alias=models.DeleteAlias(alias_name=alias)))
+        _qdrant_call(f"alias {alias}", self.client.update_collection_aliases, change_aliases_operations=operations)
+        return True
+
     def collections(self) -> list[str]:
         listed = _qdrant_call("collection list", self.client.get_collections).collections
         return sorted(c.name for c in listed if c.name.startswith(f"{self.prefix}_"))

@@ -2,7 +2,8 @@
 
 Two passes, each a page at a time, so memory is bounded whatever the catalog size:
 
-1. Rows -> points: every committed row's point is fetched by id. Absent: `missing`. Present but
+1. Rows -> points: every committed row's point (the live model's rows, then the standby model's,
+   see model_roles.py) is fetched by id. Absent: `missing`. Present but
    its payload (catalog, key, content hash, model, vector digest) differs from the row's:
    `mismatched`. With `deep`, the vector itself is compared with the record's (cosine within
    DEEP_TOLERANCE), which catches a vector overwritten under an unchanged payload.
@@ -35,7 +36,7 @@ from .locks import catalog_lock
 from .plan import refuse_foreign_namespace
 from .point_ids import vector_digest
 from .qdrant_index import PAYLOAD_FIELDS, chunks
-from .schema import entries
+from .schema import ENTRY_TABLES
 from .schema import journal as journal_table
 
 SAMPLE = 10  # ids shown per problem, enough to investigate without flooding the output
@@ -76,21 +77,23 @@ class _Problems:
 
 
 def _row_pages(store, catalog_id: str) -> Iterator[list[Any]]:
-    columns = (
-        entries.c.collection, entries.c.point_id, entries.c.entry_key, entries.c.content_hash, entries.c.model, entries.c.vector, entries.c.written_by
-    )
-    query = select(*columns).where(entries.c.catalog_id == catalog_id).order_by(entries.c.collection, entries.c.point_id)
-    last: tuple[str, str] | None = None
-    while True:  # keyset pagination: no cursor stays open across the Qdrant calls
-        page_query = query if last is None else query.where(
-            (entries.c.collection > last[0]) | ((entries.c.collection == last[0]) & (entries.c.point_id > last[1]))
+    """The catalog's live rows, then its standby model's rows, a page at a time."""
+    for table in ENTRY_TABLES:
+        columns = (
+            table.c.collection, table.c.point_id, table.c.entry_key, table.c.content_hash, table.c.model, table.c.vector, table.c.written_by
         )
-        with store.engine.connect() as conn:
-            rows = conn.execute(page_query.limit(PAGE)).all()
-        if not rows:
-            return
-        yield rows
-        last = (rows[-1].collection, rows[-1].point_id)
+        query = select(*columns).where(table.c.catalog_id == catalog_id).order_by(table.c.collection, table.c.point_id)
+        last: tuple[str, str] | None = None
+        while True:  # keyset pagination: no cursor stays open across the Qdrant calls
+            page_query = query if last is None else query.where(
+                (table.c.collection > last[0]) | ((table.c.collection == last[0]) & (table.c.point_id > last[1]))
+            )
+            with store.engine.connect() as conn:
+                rows = conn.execute(page_query.limit(PAGE)).all()
+            if not rows:
+                break
+            yield rows
+            last = (rows[-1].collection, rows[-1].point_id)
 
 
 def _compare(store, catalog_id: str, deep: bool, on_page=None) -> CatalogVerification:
@@ -155,8 +158,9 @@ def _owners(store, collection: str, ids: list[str]) -> dict[str, str]:
     owners: dict[str, str] = {}
     with store.engine.connect() as conn:
         for part in chunks(ids, PAGE):
-            query = select(entries.c.point_id, entries.c.catalog_id).where(entries.c.point_id.in_(part), entries.c.collection == collection)
-            owners.update(dict(conn.execute(query).all()))  # type: ignore[arg-type]
+            for table in ENTRY_TABLES:
+                query = select(table.c.point_id, table.c.catalog_id).where(table.c.point_id.in_(part), table.c.collection == collection)
+                owners.update(dict(conn.execute(query).all()))  # type: ignore[arg-type]
     return owners
 
 

@@ -35,32 +35,81 @@ _json = JSON().with_variant(JSONB(), "postgresql")
 ACTIVE, REJECTED = "active", "rejected"
 PENDING, COMMITTED = "pending", "committed"
 
+def _entry_columns() -> list:  # type: ignore[type-arg]
+    return [
+        Column("catalog_id", String(512), primary_key=True),
+        Column("entry_key", String(512), primary_key=True),
+        Column("kind", String(32), nullable=False),
+        Column("text", Text, nullable=False),
+        Column("payload", _json, nullable=False),
+        Column("content_hash", String(64), nullable=False),
+        Column("model", String(255), nullable=False),
+        Column("dimension", Integer, nullable=False),
+        Column("vector", LargeBinary, nullable=False),  # float32, little-endian
+        Column("collection", String(255), nullable=False),
+        Column("point_id", String(36), nullable=False),
+        # The run that wrote this row's point (also in the point's payload): deletes of points are
+        # conditional on it, so a delete meant for one write can never remove a later rewrite of the
+        # same content-addressed id (guard.py). NULL for rows written before it was recorded.
+        Column("written_by", String(36)),
+        Column("status", String(16), nullable=False, server_default=ACTIVE),
+        Column("reviewed_by", String(255)),
+        Column("review_reason", Text),
+        Column("reviewed_at", DateTime(timezone=True)),
+        Column("updated_at", DateTime(timezone=True), nullable=False),
+    ]
+
+
 entries = Table(
     "dq_entries",
     metadata,
-    Column("catalog_id", String(512), primary_key=True),
-    Column("entry_key", String(512), primary_key=True),
-    Column("kind", String(32), nullable=False),
-    Column("text", Text, nullable=False),
-    Column("payload", _json, nullable=False),
-    Column("content_hash", String(64), nullable=False),
-    Column("model", String(255), nullable=False),
-    Column("dimension", Integer, nullable=False),
-    Column("vector", LargeBinary, nullable=False),  # float32, little-endian
-    Column("collection", String(255), nullable=False),
-    Column("point_id", String(36), nullable=False),
-    # The run that wrote this row's point (also in the point's payload): deletes of points are
-    # conditional on it, so a delete meant for one write can never remove a later rewrite of the
-    # same content-addressed id (guard.py). NULL for rows written before it was recorded.
-    Column("written_by", String(36)),
-    Column("status", String(16), nullable=False, server_default=ACTIVE),
-    Column("reviewed_by", String(255)),
-    Column("review_reason", Text),
-    Column("reviewed_at", DateTime(timezone=True)),
-    Column("updated_at", DateTime(timezone=True), nullable=False),
+    *_entry_columns(),
     Index("ix_dq_entries_point_id", "point_id"),
     # verify and repair page through a catalog's rows in (collection, point id) order
     Index("ix_dq_entries_catalog_collection_point", "catalog_id", "collection", "point_id"),
+)
+
+# The standby model's rows (models.py): the live rows' contents embedded with the model being built
+# (or the one just replaced, kept for an instant rollback), in that model's own collection. Same
+# columns as dq_entries, so the write protocol, the guard and reconcile treat both alike; review
+# decisions are read from dq_entries only (a switch swaps the vector columns, nothing else).
+standby = Table(
+    "dq_standby",
+    metadata,
+    *_entry_columns(),
+    Index("ix_dq_standby_point_id", "point_id"),
+    Index("ix_dq_standby_catalog_collection_point", "catalog_id", "collection", "point_id"),
+)
+
+ENTRY_TABLES = (entries, standby)
+
+# Which model is live and which (if any) stands by: one row per role. A commit checks, inside its
+# transaction, that its role still holds the model it planned with (a switch in between refuses it).
+models = Table(
+    "dq_models",
+    metadata,
+    Column("role", String(16), primary_key=True),  # "live" | "standby"
+    Column("model", String(255), nullable=False),
+    Column("dimension", Integer, nullable=False),
+    Column("collection", String(255), nullable=False),
+    Column("source", Text),  # what loads it again (DQ_EMBEDDING_MODEL's value); NULL: not recorded
+    Column("state", String(16), nullable=False),  # live | building | previous
+    Column("since", DateTime(timezone=True), nullable=False),
+)
+
+# Scratch space of a switch: the live rows' vector columns while the standby's move in (emptied in
+# the same transaction).
+model_swap = Table(
+    "dq_model_swap",
+    metadata,
+    Column("catalog_id", String(512), primary_key=True),
+    Column("entry_key", String(512), primary_key=True),
+    Column("model", String(255), nullable=False),
+    Column("dimension", Integer, nullable=False),
+    Column("vector", LargeBinary, nullable=False),
+    Column("collection", String(255), nullable=False),
+    Column("point_id", String(36), nullable=False),
+    Column("written_by", String(36)),
 )
 
 journal = Table(

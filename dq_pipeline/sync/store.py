@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import logging
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -12,12 +13,19 @@ from sqlalchemy.engine import make_url
 
 from ..catalog import Entry
 from ..embedding import Embedder
-from . import protocol, reconcile, review, search
+from ..errors import ConfigurationError, one_line
+from . import journal as journal_rows
+from . import model_roles, protocol, reconcile, review, search
 from .database import make_engine, redact_url
+from .guard import drop_collection
 from .hooks import Hooks
+from .locks import catalog_lock
+from .model_roles import LIVE, PREVIOUS, STANDBY, ModelRole, Unloadable
 from .point_ids import collection_name
 from .qdrant_index import QdrantIndex, open_qdrant
-from .schema import REJECTED, catalogs, create_schema, entries, journal
+from .schema import REJECTED, catalogs, create_schema, entries, journal, standby
+
+log = logging.getLogger(__name__)
 
 
 def redact_qdrant_url(url: str) -> str:
@@ -45,6 +53,10 @@ class SyncedStore:
     database_label: str
     qdrant_label: str
     lock_timeout_s: float = 600.0
+    # How to load a model the record names (the live or the standby one) that is not the one a
+    # call was given: by the source recorded with it (embedding.recorded_model_loader). None: such
+    # a model can name itself but not embed (model_roles.Unloadable).
+    load_model: Callable[[ModelRole], Embedder] | None = None
 
     @classmethod
     def open(
@@ -98,14 +110,131 @@ class SyncedStore:
         use_vector_cache: bool = False,
         hooks: Hooks | None = None,
     ) -> protocol.SyncResult:
-        """See protocol.sync_catalog (what it guarantees and raises)."""
+        """See protocol.sync_catalog (what it guarantees and raises). `embedder` is the configured
+        model: if it is not the live one, it becomes the standby (a build starts, model_roles.py)
+        and the live model is loaded through `load_model`; `vectors` are the configured model's."""
+        live, standby = self._models_for(embedder)
         return protocol.sync_catalog(
-            self, catalog_id, wanted, embedder, force=force, source=source, vectors=vectors, use_vector_cache=use_vector_cache, hooks=hooks
+            self, catalog_id, wanted, live, force=force, source=source, vectors=vectors if live is embedder else None,
+            use_vector_cache=use_vector_cache, hooks=hooks, standby=standby,
         )
 
     def remove_catalog(self, catalog_id: str, embedder: Embedder, source: protocol.Source | None = None) -> protocol.SyncResult:
         """Delete the catalog's rows and points; with `source`, refused if its file has come back."""
         return self.sync(catalog_id, [], embedder, source=source)
+
+    # --- the live and the standby model (model_roles.py) ----------------------------------------
+
+    def models(self) -> dict[str, ModelRole]:
+        return model_roles.roles(self.engine)
+
+    def _models_for(self, configured: Embedder) -> tuple[Embedder, Embedder | None]:
+        """The live model's embedder and the standby's (None: no standby) for a call configured with
+        `configured`; a configured model that is neither starts a build of it."""
+        source = getattr(configured, "source", None)
+        live = model_roles.record_live(self.engine, configured.model_id, configured.dimension, self.collection_for(configured), source)
+        if configured.model_id != live.model_id:
+            model_roles.record_standby(self.engine, configured.model_id, configured.dimension, self.collection_for(configured), source)
+        roles = self.models()
+        standby = roles.get(STANDBY)
+        return self._embedder_for(roles[LIVE], configured), (self._embedder_for(standby, configured) if standby else None)
+
+    def _embedder_for(self, role: ModelRole, configured: Embedder | None) -> Embedder:
+        if configured is not None and role.model_id == configured.model_id:
+            return configured
+        if self.load_model is None:
+            return Unloadable(role, "this process was given no way to load recorded models")  # type: ignore[return-value]
+        try:
+            return self.load_model(role)
+        except Exception as exc:
+            return Unloadable(role, one_line(exc))  # type: ignore[return-value]
+
+    def build_standby(
+        self, configured: Embedder | None = None, catalog_ids: Sequence[str] | None = None, on_catalog: Callable[[protocol.SyncResult], None] | None = None
+    ) -> list[protocol.SyncResult]:
+        """Bring the standby model's rows level with the live rows, catalog by catalog (each under
+        its lock, through the protocol), without waiting for the catalogs' next syncs. With
+        `configured` not the live model, it becomes the standby first. Returns each catalog's result."""
+        if configured is not None:
+            self._models_for(configured)
+        role = self.models().get(STANDBY)
+        if role is None:
+            raise ConfigurationError("no standby model is recorded: configure the new model (DQ_EMBEDDING_MODEL) and build again")
+        embedder = self._embedder_for(role, configured)
+        results = []
+        for catalog_id in catalog_ids if catalog_ids is not None else self._catalogs_to_mirror():
+            with catalog_lock(self.engine, catalog_id, self.lock_timeout_s) as lock:
+                journal_rows.recover(self.engine, self.index, lock, catalog_id)
+                result = protocol.mirror_standby(self, lock, catalog_id, embedder)
+            results.append(result)
+            if on_catalog is not None:
+                on_catalog(result)
+        return results
+
+    def _catalogs_to_mirror(self) -> list[str]:
+        with self.engine.connect() as conn:
+            return sorted(set(conn.scalars(select(entries.c.catalog_id).distinct())) | set(conn.scalars(select(standby.c.catalog_id).distinct())))
+
+    def model_status(self) -> dict[str, Any]:
+        """The live and standby models, how far the standby is built, and where the alias points."""
+        roles = self.models()
+        report: dict[str, Any] = {"live": None, "standby": None, "alias": self.alias_name(), "alias_target": self.index.alias_target(self.alias_name())}
+        for name, role in roles.items():
+            report[name] = {"model": role.model_id, "dimension": role.dimension, "collection": role.collection, "state": role.state,
+                            "since": role.since.isoformat()}
+        if STANDBY in roles:
+            done = model_roles.progress(self.engine, roles[STANDBY].model_id)
+            report["standby"].update({"catalogs_done": done.done, "catalogs_total": done.total, "behind": done.behind[:20], "complete": done.complete})
+        return report
+
+    def alias_name(self) -> str:
+        return f"{self.index.prefix}_live"
+
+    def switch_model(self, *, rollback: bool = False) -> tuple[ModelRole, ModelRole]:
+        """Make the standby model live in one atomic step (model_roles.swap), once it is built for
+        every catalog and every catalog verifies (both models' rows against both collections); then
+        point the alias at it. `rollback`: only if the standby is the model a switch replaced.
+        Returns (new live, new standby). Raises ConfigurationError (nothing switched) otherwise."""
+        role = self.models().get(STANDBY)
+        if role is None:
+            raise ConfigurationError("no standby model is recorded: nothing to switch to")
+        if rollback and role.state != PREVIOUS:
+            raise ConfigurationError(f"the standby model {role.model_id} is a build, not the previous live model: use switch")
+        done = model_roles.progress(self.engine, role.model_id)
+        if not done.complete:
+            raise ConfigurationError(
+                f"the standby model {role.model_id} is built for {done.done} of {done.total} catalogs "
+                f"(behind: {', '.join(done.behind[:5])}); run `dq-pipeline model build` first; nothing was switched"
+            )
+        unsound = [v.catalog_id for v in (self.verify(cid) for cid in self._catalogs_to_mirror()) if not v.in_sync]
+        if unsound:
+            raise ConfigurationError(f"catalog(s) {', '.join(unsound[:5])} do not verify; run `dq-pipeline repair` first; nothing was switched")
+        live, previous = model_roles.swap(self.engine, role.model_id)
+        self.point_alias()
+        return live, previous
+
+    def point_alias(self) -> bool:
+        """Point the alias at the live collection (for readers outside this project); False where
+        this Qdrant engine has no aliases or did not answer (the record already decided)."""
+        live = self.models().get(LIVE)
+        if live is None:
+            return False
+        try:
+            return self.index.point_alias(self.alias_name(), live.collection)
+        except Exception as exc:
+            log.warning("alias %s could not be pointed at %s: %s", self.alias_name(), live.collection, one_line(exc))
+            return False
+
+    def drop_standby(self) -> str | None:
+        """Delete the standby model's rows and its collection; switching back is no longer
+        possible. Returns the collection deleted (None: none to delete)."""
+        role = self.models().get(STANDBY)
+        if role is None:
+            raise ConfigurationError("no standby model is recorded: nothing to drop")
+        collection = model_roles.forget_standby(self.engine, role.model_id)
+        if collection is not None and drop_collection(self.engine, self.index, collection):
+            return collection
+        return None
 
     # --- review and search ----------------------------------------------------------------------
 
@@ -113,7 +242,9 @@ class SyncedStore:
         return review.reject(self.engine, catalog_id, keys, by=by, reason=reason, lock_timeout_s=self.lock_timeout_s)
 
     def cleanup_rejected(self, catalog_id: str, hooks: Hooks | None = None) -> protocol.SyncResult:
-        return protocol.remove_rejected(self, catalog_id, hooks)
+        role = self.models().get(STANDBY)
+        standby_embedder = self._embedder_for(role, None) if role is not None else None
+        return protocol.remove_rejected(self, catalog_id, hooks, standby=standby_embedder)
 
     def catalogs_with_rejections(self) -> list[str]:
         """Catalogs holding rejected rows, and those with journal rows: a cleanup killed after its
@@ -124,6 +255,10 @@ class SyncedStore:
             return sorted(rejected | unfinished)
 
     def search(self, embedder: Embedder, query: str, *, catalog_id: str | None = None, limit: int = 10) -> list[search.Hit]:
+        """Search serves the live model, whatever `embedder` is (a build's model is not served)."""
+        live = self.models().get(LIVE)
+        if live is not None:
+            embedder = self._embedder_for(live, embedder)
         return search.search(self, embedder, query, catalog_id=catalog_id, limit=limit)
 
     # --- proof and repair -----------------------------------------------------------------------
@@ -132,6 +267,7 @@ class SyncedStore:
         """Every catalog either store knows of (the index is scanned so orphans of forgotten catalogs count)."""
         with self.engine.connect() as conn:
             ids = set(conn.scalars(select(entries.c.catalog_id).distinct()))
+            ids |= set(conn.scalars(select(standby.c.catalog_id).distinct()))
             ids |= set(conn.scalars(select(journal.c.catalog_id).distinct()))
         if include_index:
             for collection in self.index.collections():
@@ -173,6 +309,7 @@ class SyncedStore:
             "qdrant": self.qdrant_label,
             "namespace": self.index.prefix,
             "collections": self.index.collections(),
+            "models": self.model_status(),
             "catalogs": {
                 cid: {
                     "entries": item["entries"],
