@@ -82,6 +82,9 @@ def _open_store(settings: Settings):  # -> SyncedStore
     except BaseException:
         store.close()
         raise
+    from .embedding import recorded_model_loader
+
+    store.load_model = recorded_model_loader(backend=settings.embedding_backend)
     return store
 
 
@@ -305,7 +308,11 @@ def status(as_json: bool) -> None:
         click.echo(f"database:    {report['database']}")
         click.echo(f"qdrant:      {report['qdrant']}")
         click.echo(f"namespace:   {report['namespace']} (collections {report['namespace']}_*)")
-        click.echo(f"model:       {report['model']}")
+        models = report["models"]
+        live, standby = models["live"], models["standby"]
+        click.echo(f"model:       {live['model'] if live else report['model']} (live)" + ("" if not live or live["model"] == report["model"] else f"; configured: {report['model']}"))
+        if standby:
+            click.echo(f"standby:     {standby['model']} ({standby['state']}, built for {standby['catalogs_done']}/{standby['catalogs_total']} catalogs)")
         if last_dir is None:
             click.echo(f"catalog dir: {configured} (configured; nothing synced yet)")
         elif Path(configured).expanduser().resolve() == Path(last_dir):
@@ -448,6 +455,99 @@ def metrics(port: int | None, address: str, interval: float) -> None:
         return
     click.echo(f"serving http://{address}:{port}/metrics (collecting at most every {interval:g} s)", err=True)
     prometheus.serve(open_store, port, address=address, interval=interval)
+
+
+@cli.group()
+def model() -> None:
+    """The live embedding model and a zero-downtime change of it (build, switch, rollback, drop-old).
+
+    Configuring another model (DQ_EMBEDDING_MODEL) records it as the standby: search keeps serving
+    the live model while syncs and `model build` embed the standby beside it; `model switch` then
+    makes it live in one atomic step, and `model rollback` switches back, embedding nothing, until
+    `model drop-old` deletes the old model's rows and collection.
+    """
+
+
+@model.command("status")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+def model_status(as_json: bool) -> None:
+    """The live and standby models, and how far the standby is built (catalogs done / total)."""
+    with _open_store(Settings.from_env()) as store:
+        report = store.model_status()
+
+    def text() -> None:
+        live, standby = report["live"], report["standby"]
+        click.echo(f"live:    {live['model']} ({live['collection']}, since {live['since']})" if live else "live:    none recorded (nothing synced yet)")
+        if standby is None:
+            click.echo("standby: none")
+        else:
+            click.echo(
+                f"standby: {standby['model']} ({standby['state']}; built for {standby['catalogs_done']}/{standby['catalogs_total']} catalogs"
+                + ("; ready to switch)" if standby["complete"] else f"; behind: {', '.join(standby['behind'][:5])})")
+            )
+        click.echo(f"alias:   {report['alias']} -> {report['alias_target'] or '(not set)'}")
+
+    _emit(as_json, report, text)
+
+
+@model.command("build")
+@click.option("--catalog", "catalogs", multiple=True, help="Catalog id to build (repeatable); default: all.")
+def model_build(catalogs: tuple[str, ...]) -> None:
+    """Embed the standby model (the configured one, if it is not live) for every catalog now."""
+    from .embedding import load_embedder
+
+    settings = Settings.from_env()
+    if not click.get_current_context().find_root().obj["verbose"]:
+        _quiet_model_loading()
+    with _open_store(settings) as store:
+        live = store.models().get("live")
+        configured = None
+        if live is None or resolve_model_id(settings) != live.model_id:
+            configured = load_embedder(settings.embedding_model, backend=settings.embedding_backend)
+        done = 0
+
+        def report(result) -> None:  # type: ignore[no-untyped-def]
+            nonlocal done
+            done += 1
+            click.echo(f"  {result.catalog_id}: inserted {result.inserted}, updated {result.updated}, deleted {result.deleted}, "
+                       f"unchanged {result.unchanged}, embedded {result.embedded}")
+
+        results = store.build_standby(configured, _catalog_ids(catalogs) or None, on_catalog=report)
+        status = store.model_status()["standby"]
+    click.echo(f"standby {status['model']}: built for {status['catalogs_done']}/{status['catalogs_total']} catalogs"
+               + ("; ready: dq-pipeline model switch" if status["complete"] else ""))
+    sys.exit(EXIT_OK if results is not None else EXIT_FAILED)
+
+
+def resolve_model_id(settings: Settings) -> str:
+    from .embedding.embedder import resolve_model
+
+    return resolve_model(settings.embedding_model)[1]
+
+
+@model.command("switch")
+def model_switch() -> None:
+    """Make the standby model live (refused unless it is built for every catalog and both stores verify)."""
+    with _open_store(Settings.from_env()) as store:
+        live, previous = store.switch_model()
+    click.echo(f"live: {live.model_id}; standby: {previous.model_id} (previous: `dq-pipeline model rollback` switches back)")
+
+
+@model.command("rollback")
+def model_rollback() -> None:
+    """Switch back to the model the last switch replaced (instant, embeds nothing)."""
+    with _open_store(Settings.from_env()) as store:
+        live, previous = store.switch_model(rollback=True)
+    click.echo(f"live: {live.model_id}; standby: {previous.model_id}")
+
+
+@model.command("drop-old")
+def model_drop_old() -> None:
+    """Delete the standby model's rows and collection (no rollback to it afterwards)."""
+    with _open_store(Settings.from_env()) as store:
+        role = store.models().get("standby")
+        collection = store.drop_standby()
+    click.echo(f"dropped {role.model_id if role else 'the standby model'}" + (f" and collection {collection}" if collection else ""))
 
 
 def main() -> None:

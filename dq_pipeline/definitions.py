@@ -18,6 +18,7 @@ from .defs.jobs import (
     sync_catalog_job,
     verify_all_catalogs_job,
 )
+from .defs.model_change import MODEL_JOBS
 from .defs.resources import AlertWebhook, CatalogFolder, EmbedderResource, SyncedStoreResource
 from .defs.schedules import build_sync_schedule
 from .defs.sensors import auto_repair_sensor, catalog_folder_sensor
@@ -60,7 +61,7 @@ def build_definitions(resources: dict[str, Any] | None = None) -> Definitions:
     return Definitions(
         assets=[catalog_entries, catalog_embeddings, catalog_index],
         asset_checks=[all_catalogs_in_sync, index_matches_source],
-        jobs=[sync_catalog_job, reindex_catalog_job, repair_catalog_job, remove_catalog_job, verify_all_catalogs_job],
+        jobs=[sync_catalog_job, reindex_catalog_job, repair_catalog_job, remove_catalog_job, verify_all_catalogs_job, *MODEL_JOBS],
         schedules=[build_sync_schedule()],
         sensors=[catalog_folder_sensor, auto_repair_sensor, alert_on_failure_sensor],
         resources=resources if resources is not None else resources_from_env(),

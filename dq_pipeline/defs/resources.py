@@ -16,7 +16,7 @@ from dagster import ConfigurableResource
 from pydantic import Field
 from sqlalchemy import Engine
 
-from ..embedding import Embedder, load_embedder
+from ..embedding import Embedder, load_embedder, recorded_model_loader
 from ..embedding.embedder import resolve_model
 from ..settings import SETTINGS, Settings, check_namespace
 from ..sync import SyncedStore, open_record
@@ -91,6 +91,9 @@ class SyncedStoreResource(ConfigurableResource):
         )
         try:
             check_namespace(store.engine, s.namespace)
+            # A recorded model other than the configured one (the live model during a build, the
+            # standby after a switch) is loaded from the source recorded with it, only to embed.
+            store.load_model = recorded_model_loader(backend=s.embedding_backend)
             yield store
         finally:
             store.close()

@@ -30,7 +30,7 @@ from sqlalchemy import Engine, Table, func, select
 from ..catalog import Entry, EntrySpool
 from ..catalog.spool import batch, pages
 from ..errors import ConfigurationError
-from .schema import catalogs, entries
+from .schema import ENTRY_TABLES, catalogs, entries
 
 CHUNK = 2_048  # rows per page read back from the plan, and copied in from the record
 
@@ -214,12 +214,13 @@ def plan_removal(engine: Engine, catalog_id: str, status: str) -> Plan:
 
 
 def stored_hashes(engine: Engine, catalog_id: str, model_id: str) -> Iterator[list[str]]:
-    """Content hashes this catalog already holds embedded with this model (what needs no
-    embedding), a chunk at a time."""
+    """Content hashes this catalog already holds embedded with this model, as the live model or the
+    standby one (what needs no embedding), a chunk at a time."""
     with engine.connect() as conn:
-        query = select(entries.c.content_hash).where(entries.c.catalog_id == catalog_id, entries.c.model == model_id)
-        for part in conn.execution_options(yield_per=CHUNK).execute(query).partitions():
-            yield [h for (h,) in part]
+        for table in ENTRY_TABLES:
+            query = select(table.c.content_hash).where(table.c.catalog_id == catalog_id, table.c.model == model_id)
+            for part in conn.execution_options(yield_per=CHUNK).execute(query).partitions():
+                yield [h for (h,) in part]
 
 
 def new_contents(spool: EntrySpool, known: Iterable[list[str]]) -> Iterator[list[tuple[str, str]]]:
@@ -260,7 +261,11 @@ def rebatched(parts: Iterable[list[tuple[str, str]]], size: int) -> Iterator[lis
 def stored_dimension(engine: Engine, model_id: str) -> int | None:
     """The vector size recorded for a model, so an unchanged catalog never loads the model to learn it."""
     with engine.connect() as conn:
-        return conn.scalar(select(entries.c.dimension).where(entries.c.model == model_id).limit(1))
+        for table in ENTRY_TABLES:
+            found = conn.scalar(select(table.c.dimension).where(table.c.model == model_id).limit(1))
+            if found is not None:
+                return found
+        return None
 
 
 def committed_source_digests(engine: Engine) -> dict[str, str | None]:

@@ -162,7 +162,7 @@ class SyncedStore:
             raise ConfigurationError("no standby model is recorded: configure the new model (DQ_EMBEDDING_MODEL) and build again")
         embedder = self._embedder_for(role, configured)
         results = []
-        for catalog_id in catalog_ids if catalog_ids is not None else self._catalogs_to_mirror():
+        for catalog_id in catalog_ids if catalog_ids is not None else self.mirrored_catalogs():
             with catalog_lock(self.engine, catalog_id, self.lock_timeout_s) as lock:
                 journal_rows.recover(self.engine, self.index, lock, catalog_id)
                 result = protocol.mirror_standby(self, lock, catalog_id, embedder)
@@ -171,7 +171,7 @@ class SyncedStore:
                 on_catalog(result)
         return results
 
-    def _catalogs_to_mirror(self) -> list[str]:
+    def mirrored_catalogs(self) -> list[str]:
         with self.engine.connect() as conn:
             return sorted(set(conn.scalars(select(entries.c.catalog_id).distinct())) | set(conn.scalars(select(standby.c.catalog_id).distinct())))
 
@@ -206,7 +206,7 @@ class SyncedStore:
                 f"the standby model {role.model_id} is built for {done.done} of {done.total} catalogs "
                 f"(behind: {', '.join(done.behind[:5])}); run `dq-pipeline model build` first; nothing was switched"
             )
-        unsound = [v.catalog_id for v in (self.verify(cid) for cid in self._catalogs_to_mirror()) if not v.in_sync]
+        unsound = [v.catalog_id for v in (self.verify(cid) for cid in self.mirrored_catalogs()) if not v.in_sync]
         if unsound:
             raise ConfigurationError(f"catalog(s) {', '.join(unsound[:5])} do not verify; run `dq-pipeline repair` first; nothing was switched")
         live, previous = model_roles.swap(self.engine, role.model_id)
