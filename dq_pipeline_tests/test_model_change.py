@@ -6,6 +6,10 @@ Every test runs on SQLite and PostgreSQL, with qdrant-client's local mode and Qd
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+
 import pytest
 from sqlalchemy import select
 
@@ -222,3 +226,65 @@ def test_a_failed_standby_write_is_compensated_and_reported(live_a: SyncedStore)
     all_in_sync(store)
     assert store.sync(catalog_id, edited, A).standby.updated == len(items)  # type: ignore[union-attr]
     assert store.model_status()["standby"]["complete"]
+
+
+# --- the command line and the Dagster jobs ------------------------------------------------------
+
+
+@pytest.mark.dagster
+def test_cli_and_dagster_jobs_change_the_model_with_search_served_throughout(env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
+    from dq_pipeline.definitions import build_definitions, resources_for
+    from dq_pipeline.defs.model_change import (
+        MODEL_BUILD_JOB,
+        MODEL_DROP_OLD_JOB,
+        MODEL_ROLLBACK_JOB,
+        MODEL_SWITCH_JOB,
+    )
+    from dq_pipeline.settings import Settings
+    from dq_pipeline_tests.cli_helpers import run_json
+
+    def hits(query: str) -> set[str]:
+        return {h["catalog_id"] for h in run_json("search", query, "--limit", "50")["hits"]}
+
+    monkeypatch.setenv("DQ_EMBEDDING_MODEL", "hashing:32")
+    assert run_json("sync")["ok"]
+    everything = hits("customer")
+    assert len(everything) >= 3
+
+    monkeypatch.setenv("DQ_EMBEDDING_MODEL", "hashing:48")  # the new model: syncs build it beside the live one
+    synced = run_json("sync", "--catalog", "crm/customers")
+    row = synced["catalogs"]["crm/customers"]
+    assert synced["ok"] and (row["inserted"], row["updated"], row["deleted"]) == (0, 0, 0)  # the live rows were current
+    assert row["embedded"] == 72  # the standby model's vectors
+    status = run_json("model", "status")
+    assert status["live"]["model"] == "test/hashing-32" and status["standby"]["state"] == "building"
+    assert 0 < status["standby"]["catalogs_done"] < status["standby"]["catalogs_total"]
+    assert hits("customer") == everything, "search lost catalogs while the build was partial"
+    refused = subprocess.run([sys.executable, "-c", "from dq_pipeline.cli import main; main()", "model", "switch"], capture_output=True, text=True, env=os.environ, timeout=120)
+    assert refused.returncode == 2, refused.stderr  # not built everywhere yet: a configuration error, nothing switched
+    assert refused.stderr.startswith("error: the standby model test/hashing-48 is built for 1 of") and "Traceback" not in refused.stderr
+
+    instance_defs = build_definitions(resources_for(Settings.from_env()))
+    built = instance_defs.resolve_job_def(MODEL_BUILD_JOB).execute_in_process()
+    assert built.success
+    (output,) = [e for e in built.all_events if e.event_type_value == "STEP_OUTPUT"]
+    meta = {k: v.value for k, v in output.event_specific_data.metadata.items()}
+    assert meta["ready_to_switch"] and meta["catalogs_done"] == meta["catalogs_total"] == status["standby"]["catalogs_total"]
+    assert run_json("verify")["in_sync"]
+
+    assert instance_defs.resolve_job_def(MODEL_SWITCH_JOB).execute_in_process().success
+    status = run_json("model", "status")
+    assert status["live"]["model"] == "test/hashing-48" and status["standby"]["state"] == "previous"
+    assert status["alias_target"] == status["live"]["collection"]
+    assert hits("customer") == everything
+    monkeypatch.setenv("DQ_EMBEDDING_MODEL", "hashing:32")  # a process configured with the old model still searches the live one
+    assert hits("customer") == everything
+
+    assert instance_defs.resolve_job_def(MODEL_ROLLBACK_JOB).execute_in_process().success
+    assert run_json("model", "status")["live"]["model"] == "test/hashing-32"
+    assert instance_defs.resolve_job_def(MODEL_DROP_OLD_JOB).execute_in_process().success
+    status = run_json("model", "status")
+    assert status["standby"] is None and status["alias_target"] == status["live"]["collection"]
+    refused = instance_defs.resolve_job_def(MODEL_SWITCH_JOB).execute_in_process(raise_on_error=False)
+    assert not refused.success  # nothing to switch to: one clear failure, not retried
+    assert run_json("verify")["in_sync"] and hits("customer") == everything

@@ -245,13 +245,16 @@ def catalog_index(
         raise step_failure(exc) from exc
     if result.retire_error:
         context.log.warning(result.retire_error)
+    if result.standby_error:
+        context.log.warning(result.standby_error)
+    mirrored = result.standby
     metadata: dict[str, Any] = {
         "inserted": result.inserted,
         "updated": result.updated,
         "deleted": result.deleted,
         "unchanged": result.unchanged,
-        "embedded": catalog_embeddings["embedded"] + result.embedded,
-        "entries": verification.pg,
+        "embedded": catalog_embeddings["embedded"] + result.embedded + (mirrored.embedded if mirrored else 0),
+        "entries": result.inserted + result.updated + result.unchanged,
         "retired_points": result.retired_points,
         "recovered_journal_rows": result.recovered_journal_rows,
         "model": result.model,
@@ -260,6 +263,9 @@ def catalog_index(
         "source_digest": catalog_entries.source_digest,
         "warnings": len(catalog_entries.warnings),
         **{f"{name}": seconds for name, seconds in result.durations.items()},
+        # While a standby model is built (sync/model_roles.py): what this run did to its rows.
+        **({"standby_model": mirrored.model, "standby_written": mirrored.written} if mirrored else {}),
+        **({"standby_error": result.standby_error} if result.standby_error else {}),
     }
     return MaterializeResult(metadata=metadata, check_results=[ids_match_result(verification)])
 
