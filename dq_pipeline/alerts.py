@@ -51,7 +51,7 @@ def post(url: str, body: dict[str, Any], timeout: float = TIMEOUT_S) -> bool:
             with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310 - the configured webhook (http or https)
                 outcome.append(200 <= response.status < 300)
         except Exception as exc:
-            log.warning("could not post the alert to the webhook: %s", redact(f"{type(exc).__name__}: {exc}", _url_parts(url)))
+            log.warning("could not post the alert to the webhook: %s", redact(f"{type(exc).__name__}: {exc}", url_secrets(url)))
             outcome.append(False)
 
     worker = threading.Thread(target=attempt, name="dq-alert-post", daemon=True)
@@ -63,7 +63,7 @@ def post(url: str, body: dict[str, Any], timeout: float = TIMEOUT_S) -> bool:
     return bool(outcome and outcome[0])
 
 
-def _url_parts(url: str) -> list[str]:
+def url_secrets(url: str) -> list[str]:
     """The URL and its path and query, each a secret (http.client errors quote the path alone)."""
     from urllib.parse import urlsplit
 

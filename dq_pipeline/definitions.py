@@ -18,8 +18,9 @@ from .defs.jobs import (
     sync_catalog_job,
     verify_all_catalogs_job,
 )
+from .defs.metrics_push import push_metrics_on_failure_sensor, push_metrics_on_success_sensor
 from .defs.model_change import MODEL_JOBS
-from .defs.resources import AlertWebhook, CatalogFolder, EmbedderResource, SyncedStoreResource
+from .defs.resources import AlertWebhook, CatalogFolder, EmbedderResource, Pushgateway, SyncedStoreResource
 from .defs.schedules import build_sync_schedule
 from .defs.sensors import auto_repair_sensor, catalog_folder_sensor
 from .defs.source_check import index_matches_source
@@ -32,6 +33,7 @@ def _resources(values: dict[str, dict[str, Any]]) -> dict[str, Any]:
         "embedder": EmbedderResource(**values["embedder"]),
         "store": SyncedStoreResource(**values["store"]),
         "alerts": AlertWebhook(**values["alerts"]),
+        "pushgateway": Pushgateway(**values["pushgateway"]),
         ENTRIES_IO_MANAGER: CatalogEntriesIOManager(),
     }
 
@@ -63,9 +65,9 @@ def build_definitions(resources: dict[str, Any] | None = None) -> Definitions:
         asset_checks=[all_catalogs_in_sync, index_matches_source],
         jobs=[sync_catalog_job, reindex_catalog_job, repair_catalog_job, remove_catalog_job, verify_all_catalogs_job, *MODEL_JOBS],
         schedules=[build_sync_schedule()],
-        sensors=[catalog_folder_sensor, auto_repair_sensor, alert_on_failure_sensor],
+        sensors=[catalog_folder_sensor, auto_repair_sensor, alert_on_failure_sensor,
+                 push_metrics_on_success_sensor, push_metrics_on_failure_sensor],
         resources=resources if resources is not None else resources_from_env(),
     )
-
 
 defs = build_definitions()

@@ -130,7 +130,7 @@ def translate(exc: BaseException, where: str) -> DqError:
 
 
 # Secrets a message may carry: URL passwords always, and the values of these variables when set.
-SECRET_ENV = ("DQ_QDRANT_API_KEY", "DQ_DATABASE_URL", "DQ_QDRANT_URL", "DQ_ALERT_WEBHOOK_URL", "DAGSTER_PG_PASSWORD")
+SECRET_ENV = ("DQ_QDRANT_API_KEY", "DQ_DATABASE_URL", "DQ_QDRANT_URL", "DQ_ALERT_WEBHOOK_URL", "DQ_PUSHGATEWAY_URL", "DAGSTER_PG_PASSWORD")
 _URL_PASSWORD = re.compile(r"(://[^:/@\s]+:)[^@\s]+@")
 _QUERY_SECRET = re.compile(r"([?&](?:password|sslpassword|passfile|api[-_]?key|token)=)[^&\s]+", re.IGNORECASE)
 

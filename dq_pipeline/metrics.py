@@ -165,11 +165,16 @@ def registry_for(open_store: Callable[[], object], interval: float = 60.0) -> tu
     return registry, collector
 
 
-def exposition_of(snapshot: Snapshot) -> bytes:
-    """A collection in Prometheus' text format."""
+def registry_of(snapshot: Snapshot) -> CollectorRegistry:
+    """A registry that serves this one collection (what a push sends)."""
     registry, collector = registry_for(lambda: None, interval=float("inf"))
     collector._snapshot = snapshot
-    return generate_latest(registry)
+    return registry
+
+
+def exposition_of(snapshot: Snapshot) -> bytes:
+    """A collection in Prometheus' text format."""
+    return generate_latest(registry_of(snapshot))
 
 
 def serve(open_store: Callable[[], object], port: int, address: str = "127.0.0.1", interval: float = 60.0) -> None:

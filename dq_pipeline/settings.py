@@ -54,6 +54,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("DQ_EMBEDDING_BACKEND", "embedding_backend", "embedder", "backend", "torch", "torch or onnx (ONNX Runtime fp32)."),
     Setting("DQ_ALERT_WEBHOOK_URL", "alert_webhook_url", "alerts", "webhook_url", "(unset: no alerts)",
             "Webhook (Slack-compatible JSON) that failed runs, failed checks and the auto-repair bound post to.", secret=True),
+    Setting("DQ_PUSHGATEWAY_URL", "pushgateway_url", "pushgateway", "url", "(unset: no push)",
+            "Prometheus Pushgateway that the metrics are pushed to after every run of a job that writes the stores.", secret=True),
 )
 
 DEFAULT_NAMESPACE = "dq"
@@ -81,6 +83,7 @@ class Settings:
     embedding_backend: str = "torch"  # "torch" or, opt-in, "onnx" (ONNX Runtime fp32: same vectors, faster)
     namespace: str = DEFAULT_NAMESPACE  # the prefix of this deployment's Qdrant collections
     alert_webhook_url: str | None = None  # where alerts are posted (a credential: its path is the token)
+    pushgateway_url: str | None = None  # where metrics are pushed (may hold basic-auth credentials)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: str | None) -> Settings:
@@ -107,6 +110,7 @@ class Settings:
             embedding_backend=embedding_backend(raw["embedding_backend"]),
             namespace=namespace(raw["namespace"]),
             alert_webhook_url=raw["alert_webhook_url"],
+            pushgateway_url=raw["pushgateway_url"],
         )
 
 
@@ -134,9 +138,10 @@ def namespace(value: str | None) -> str:
 
 
 def _carries_secret(setting: Setting, value: str) -> bool:
-    """Whether a value holds a credential: the API key always; a URL when it has a password or a query
-    (`?password=...`, `?api_key=...`)."""
-    if setting.field in ("qdrant_api_key", "alert_webhook_url"):
+    """Whether a value holds a credential: the API key, the webhook and the Pushgateway always (a
+    webhook's path is its token; a Pushgateway behind a proxy takes basic auth in its URL or a token
+    in its path); another URL when it has a password or a query (`?password=...`, `?api_key=...`)."""
+    if setting.field in ("qdrant_api_key", "alert_webhook_url", "pushgateway_url"):
         return True
     if not setting.secret:
         return False

@@ -235,14 +235,20 @@ def test_a_secret_outside_the_environment_is_refused_or_exported(monkeypatch: py
 
 
 def test_every_setting_is_declared_once_and_every_secret_is_masked() -> None:
-    from dq_pipeline.defs.resources import AlertWebhook, CatalogFolder, EmbedderResource, SyncedStoreResource
+    from dq_pipeline.defs.resources import (
+        AlertWebhook,
+        CatalogFolder,
+        EmbedderResource,
+        Pushgateway,
+        SyncedStoreResource,
+    )
     from dq_pipeline.errors import SECRET_ENV
     from dq_pipeline.settings import SETTINGS, Settings, secret_env_names
 
-    classes = {"catalog_folder": CatalogFolder, "embedder": EmbedderResource, "store": SyncedStoreResource, "alerts": AlertWebhook}
+    classes = {"catalog_folder": CatalogFolder, "embedder": EmbedderResource, "store": SyncedStoreResource, "alerts": AlertWebhook, "pushgateway": Pushgateway}
     assert len({s.env for s in SETTINGS}) == len({s.field for s in SETTINGS}) == len(SETTINGS)
     assert {s.field for s in SETTINGS} == set(Settings.__dataclass_fields__)
     for s in SETTINGS:
         assert s.resource_field in classes[s.resource].model_fields, s
-    assert set(secret_env_names()) == {"DQ_DATABASE_URL", "DQ_QDRANT_URL", "DQ_QDRANT_API_KEY", "DQ_ALERT_WEBHOOK_URL"}
+    assert set(secret_env_names()) == {"DQ_DATABASE_URL", "DQ_QDRANT_URL", "DQ_QDRANT_API_KEY", "DQ_ALERT_WEBHOOK_URL", "DQ_PUSHGATEWAY_URL"}
     assert set(secret_env_names()) <= set(SECRET_ENV)  # errors.redact masks each of them

@@ -1,4 +1,4 @@
-"""Resources: the catalog folder, the embedder and the synced store.
+"""Resources: the catalog folder, the embedder, the synced store, the alert webhook and the Pushgateway.
 
 Every field may be left unset: the `DQ_*` environment variables, then the embedded defaults under
 `./.dq_data`, fill it in. Which variable feeds which field is declared once, in
@@ -126,3 +126,14 @@ class AlertWebhook(ConfigurableResource):
 
         url = _settings(self, "alerts").alert_webhook_url
         return bool(url) and alerts.post(url, alerts.message(title, **facts))  # type: ignore[arg-type]
+
+
+class Pushgateway(ConfigurableResource):
+    """A Prometheus Pushgateway the metrics are pushed to after every run that writes the stores
+    (DQ_PUSHGATEWAY_URL; unset: nothing pushed). It may hold credentials (basic auth in the URL, a
+    proxy's token in its path): bound by EnvVar name, never in a message or log line."""
+
+    url: str | None = Field(default=None, description="Pushgateway URL, e.g. http://pushgateway:9091; unset = no push.")
+
+    def gateway_url(self) -> str | None:
+        return _settings(self, "pushgateway").pushgateway_url
