@@ -30,6 +30,7 @@ from dq_pipeline.defs.metrics_push import push_metrics_on_failure_sensor, push_m
 from dq_pipeline.defs.partitions import catalog_partitions
 from dq_pipeline.pushgateway import Coalescer
 from dq_pipeline.settings import Settings
+from dq_pipeline.sync import SyncedStore
 
 pytestmark = [pytest.mark.dagster]
 HASHING = "hashing:32"
@@ -181,6 +182,19 @@ def test_with_embedded_qdrant_a_run_in_progress_defers_the_store_push(settings: 
     skipped = _push(defs, instance, synced)
     assert isinstance(skipped, SkipReason) and "deferred" in skipped.skip_message
     assert gateway.to(STORES) == [] and len(gateway.groups()) == 1  # the run's own figures still went
+
+
+def test_a_store_held_by_a_sync_marks_the_gateway_busy_and_keeps_its_values(settings: Settings, instance: DagsterInstance, gateway: Gateway) -> None:
+    defs = build_definitions(resources_for(settings))
+    sync = defs.resolve_job_def("sync_catalog")
+    assert _push(defs, instance, sync.execute_in_process(partition_key="sales/orders", instance=instance)) is None
+    again = sync.execute_in_process(partition_key="sales/orders", instance=instance)
+    with SyncedStore.open(settings.database_url, qdrant_path=settings.qdrant_path):  # a sync holding the embedded Qdrant
+        skipped = _push(defs, instance, again)
+    assert isinstance(skipped, SkipReason) and "marked on the gateway" in skipped.skip_message
+    first, busy = gateway.to(STORES)
+    assert busy["method"] == "POST" and busy["families"] == {"dq_store_busy": {(): 1.0}}  # only this series is replaced
+    assert first["method"] == "PUT" and first["families"]["dq_catalog_entries"][(("catalog", "sales/orders"),)] == 60
 
 
 def test_an_unreachable_gateway_logs_one_redacted_line_and_raises_nothing(

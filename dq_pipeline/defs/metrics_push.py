@@ -29,7 +29,10 @@ from .resources import Pushgateway, SyncedStoreResource
 from .sensors import PARTITION_TAG
 
 MONITORED = [sync_catalog_job, reindex_catalog_job, repair_catalog_job, remove_catalog_job]
-WAIT_S = 20.0  # for the collection; with the run's own push (TIMEOUT_S) under the 60 s evaluation limit
+# An evaluation handles up to 5 ended runs (DAGSTER_RUN_STATUS_SENSOR_PROCESS_LIMIT) and must end
+# within 60 s (DAGSTER_SENSOR_GRPC_TIMEOUT_SECONDS): 5 run pushes of at most TIMEOUT_S (5 s) each, and
+# one wait of at most WAIT_S for a collection (only the run that starts or re-arms one waits).
+WAIT_S = 20.0
 _coalescers: dict[Any, pushgateway.Coalescer] = {}  # one per gateway and store, for this process
 
 
@@ -74,8 +77,8 @@ def _push_stores(store: SyncedStoreResource, url: str) -> str:
     returned, so it uses nothing of that evaluation (its instance is closed by then)."""
     snapshot = collect(store.open)
     if snapshot.busy:
-        return "busy (embedded Qdrant held): marked on the gateway" if pushgateway.push(url, pushgateway.busy_registry(), replace=False) \
-            else "busy; NOT pushed (see the log)"
+        marked = pushgateway.push(url, pushgateway.busy_registry(), replace=False)
+        return "busy (embedded Qdrant held by a sync): marked on the gateway" if marked else "busy; NOT pushed (see the log)"
     return "pushed" if pushgateway.push(url, registry_of(snapshot)) else "NOT pushed (see the log)"
 
 
