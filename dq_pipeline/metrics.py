@@ -83,7 +83,7 @@ def collect(open_store: Callable[[], object]) -> Snapshot:
                 v = store.verify(catalog_id)
                 info = status.get(catalog_id, {})
                 values: dict[str, float] = {
-                    "entries": v.pg,
+                    "entries": v.live_rows,
                     "points": v.qdrant,
                     "missing": v.missing,
                     "orphans": v.orphans,

@@ -54,13 +54,15 @@ class CatalogVerification:
     mismatched: int = 0
     pending_journal: int = 0
     samples: dict[str, list[str]] = field(default_factory=dict)
+    # Of `pg`, the live model's rows (the catalog's entries); the rest are a standby model's.
+    live_rows: int = 0
 
     @property
     def in_sync(self) -> bool:
         return not (self.missing or self.orphans or self.mismatched or self.pending_journal)
 
     def counts(self) -> dict[str, int]:
-        return {k: v for k, v in asdict(self).items() if k not in ("catalog_id", "samples")}
+        return {k: v for k, v in asdict(self).items() if k not in ("catalog_id", "samples", "live_rows")}
 
     def _note(self, kind: str, collection: str, pid: str) -> None:
         sample = self.samples.setdefault(kind, [])
@@ -76,7 +78,7 @@ class _Problems:
     orphans: list[tuple[str, str, str | None]] = field(default_factory=list)  # and the writer its payload names
 
 
-def _row_pages(store, catalog_id: str) -> Iterator[list[Any]]:
+def _row_pages(store, catalog_id: str) -> Iterator[tuple[Any, list[Any]]]:
     """The catalog's live rows, then its standby model's rows, a page at a time."""
     for table in ENTRY_TABLES:
         columns = (
@@ -92,7 +94,7 @@ def _row_pages(store, catalog_id: str) -> Iterator[list[Any]]:
                 rows = conn.execute(page_query.limit(PAGE)).all()
             if not rows:
                 break
-            yield rows
+            yield table, rows
             last = (rows[-1].collection, rows[-1].point_id)
 
 
@@ -103,8 +105,10 @@ def _compare(store, catalog_id: str, deep: bool, on_page=None) -> CatalogVerific
     refuse_foreign_namespace(store.engine, store.index.prefix, catalog_id)
 
     # 1. rows -> points
-    for rows in _row_pages(store, catalog_id):
+    for table, rows in _row_pages(store, catalog_id):
         problems = _Problems()
+        if table is ENTRY_TABLES[0]:
+            v.live_rows += len(rows)
         by_collection: dict[str, list[Any]] = {}
         for r in rows:
             by_collection.setdefault(r.collection, []).append(r)
