@@ -18,6 +18,7 @@ from typing import Any
 
 import click
 
+from . import results as results_contract
 from .catalog import validate_catalog_id
 from .settings import ConfigError, Settings, check_namespace
 
@@ -131,7 +132,7 @@ def sync(catalog_dir: Path | None, catalogs: tuple[str, ...], force: bool, as_js
         _exact_warning_counts(settings, results)
     ok = all(r["status"] == "ok" for r in results.values())
     if as_json:
-        click.echo(json.dumps({"ok": ok, "catalogs": results}, indent=2, sort_keys=True))
+        click.echo(json.dumps(results_contract.SyncOutput(ok=ok, catalogs=results).to_dict(), indent=2, sort_keys=True))
     elif not results:
         click.echo(f"no catalogs found in {settings.catalog_dir}")
     sys.exit(EXIT_OK if ok else EXIT_FAILED)
@@ -215,12 +216,12 @@ def verify(catalogs: tuple[str, ...], deep: bool, as_json: bool) -> None:
         # they do not change the exit code, but they are not what the folder holds.
         refused = refusals.refused(store.engine, ids)
     in_sync = all(v.in_sync for v in results) and not unattributed
-    payload = {
-        "in_sync": in_sync,
-        "catalogs": {v.catalog_id: v.counts() for v in results},
-        "unattributed": unattributed,
-        "refused": refused,
-    }
+    payload = results_contract.VerifyOutput(
+        in_sync=in_sync,
+        catalogs={v.catalog_id: v.counts() for v in results},
+        unattributed=unattributed,
+        refused=refused,
+    ).to_dict()
 
     def text() -> None:
         for v in results:
@@ -250,20 +251,20 @@ def repair(catalogs: tuple[str, ...], deep: bool, as_json: bool) -> None:
         unattributed_deleted = store.repair_unattributed() if not ids else 0
         unattributed_left = store.verify_unattributed()[0] if not ids else 0
     in_sync = all(r.after.in_sync for r in results) and not unattributed_left
-    payload = {
-        "in_sync": in_sync,
-        "catalogs": {
-            r.catalog_id: {
-                "journal_rows_finished": r.journal_rows_finished,
-                "restored": r.restored,
-                "rewritten": r.rewritten,
-                "orphans_deleted": r.orphans_deleted,
-                "in_sync": r.after.in_sync,
-            }
+    payload = results_contract.RepairOutput(
+        in_sync=in_sync,
+        catalogs={
+            r.catalog_id: results_contract.RepairCatalog(
+                journal_rows_finished=r.journal_rows_finished,
+                restored=r.restored,
+                rewritten=r.rewritten,
+                orphans_deleted=r.orphans_deleted,
+                in_sync=r.after.in_sync,
+            )
             for r in results
         },
-        "unattributed_deleted": unattributed_deleted,
-    }
+        unattributed_deleted=unattributed_deleted,
+    ).to_dict()
 
     def text() -> None:
         for r in results:
@@ -303,6 +304,7 @@ def status(as_json: bool) -> None:
         read = reads.get(cid, {})
         c["warnings"], c["warning_count"] = read.get("warnings", []), read.get("warning_count", 0)
     report["refused"] = refused
+    report = results_contract.StatusOutput.model_validate(report).to_dict()
 
     def text() -> None:
         click.echo(f"database:    {report['database']}")
@@ -374,7 +376,7 @@ def search(query: str, catalog_id: str | None, limit: int, as_json: bool) -> Non
             summary = h.text if len(h.text) <= 110 else h.text[:107] + "..."
             click.echo(f"{h.score:6.3f}  {name:<{width}}  {h.kind:<8} {summary}")
 
-    _emit(as_json, {"query": query, "hits": [h.as_dict() for h in hits]}, text)
+    _emit(as_json, results_contract.SearchOutput(query=query, hits=[h.as_dict() for h in hits]).to_dict(), text)
 
 
 @cli.command()
@@ -423,7 +425,7 @@ def cleanup_rejected(catalogs: tuple[str, ...], as_json: bool) -> None:
         for cid, r in results.items():
             click.echo(f"{cid}: deleted {r['deleted']} rejected entr{'y' if r['deleted'] == 1 else 'ies'}" if r["status"] == "ok" else f"{cid}: FAILED: {r['error']}")
 
-    _emit(as_json, {"ok": ok, "catalogs": results}, text)
+    _emit(as_json, results_contract.CleanupOutput(ok=ok, catalogs=results).to_dict(), text)
     sys.exit(EXIT_OK if ok else EXIT_FAILED)
 
 
@@ -473,7 +475,7 @@ def model() -> None:
 def model_status(as_json: bool) -> None:
     """The live and standby models, and how far the standby is built (catalogs done / total)."""
     with _open_store(Settings.from_env()) as store:
-        report = store.model_status()
+        report = results_contract.ModelStatusOutput.model_validate(store.model_status()).to_dict()
 
     def text() -> None:
         live, standby = report["live"], report["standby"]

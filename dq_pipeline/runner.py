@@ -20,12 +20,13 @@ from dagster import DagsterInstance, DagsterRunStatus, ExecuteInProcessResult, R
 from .catalog import discover
 from .embedding.embedder import check_model_source
 from .errors import ConfigurationError
+from .results import SyncCatalog, SyncCounts
 from .settings import Settings, check_namespace, exported
 from .sync import open_record
 from .sync.schema import catalogs, entries, journal
 
 SyncRow = dict[str, Any]
-COUNTS = ("inserted", "updated", "deleted", "unchanged", "embedded")
+COUNTS = SyncCounts.names()
 
 
 def recorded_catalogs(settings: Settings) -> set[str]:
@@ -199,14 +200,18 @@ WARNINGS_SHOWN = 20  # warnings listed per catalog in `sync` output; `warning_co
 
 
 def _row(run: ExecuteInProcessResult) -> SyncRow:
-    row: SyncRow = {"status": "ok" if run.success else "failed", "error": None, **dict.fromkeys(COUNTS, 0)}
+    """The catalog's line of `sync --json` (results.SyncCatalog), from its run's events."""
+    counts: dict[str, int] = {}
     for materialization in run.asset_materializations_for_node("catalog_index"):
-        for name in COUNTS:
-            row[name] = int(materialization.metadata[name].value)  # type: ignore[arg-type]
-    row["warnings"], row["warning_count"] = _warnings(run)
-    if not run.success:
-        row["error"] = _first_error(run)
-    return row
+        counts = SyncCatalog.counts_from_metadata(materialization.metadata)
+    warnings, warning_count = _warnings(run)
+    return SyncCatalog(
+        status="ok" if run.success else "failed",
+        error=None if run.success else _first_error(run),
+        warnings=warnings,
+        warning_count=warning_count,
+        **counts,
+    ).to_dict()
 
 
 def _warnings(run: ExecuteInProcessResult) -> tuple[list[str], int]:

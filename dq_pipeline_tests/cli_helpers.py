@@ -7,6 +7,7 @@ import json
 from click.testing import CliRunner
 
 from dq_pipeline.cli import cli
+from dq_pipeline.results import OUTPUTS
 
 
 def run(*args: str, expect: int = 0) -> str:
@@ -17,4 +18,10 @@ def run(*args: str, expect: int = 0) -> str:
 
 
 def run_json(*args: str, expect: int = 0) -> dict:
-    return json.loads(run(*args, "--json", expect=expect))
+    """The command's JSON output, checked against its contract (dq_pipeline/results.py): every
+    `--json` output the suite produces is also a test of the committed schema's model."""
+    payload = json.loads(run(*args, "--json", expect=expect))
+    command = " ".join(args[:2]) if args[:1] == ("model",) else args[0]
+    if command in OUTPUTS:
+        OUTPUTS[command].model_validate(payload)
+    return payload

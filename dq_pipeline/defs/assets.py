@@ -27,6 +27,7 @@ from pydantic import Field
 from ..catalog import ABSENT, ParsedCatalog, current_source_digest, read_catalog, validate_catalog_id
 from ..embedding import LazyEmbedder
 from ..errors import RefusedInput, error_kind, is_transient, one_line, redact
+from ..results import SyncCounts
 from ..sync import (
     CatalogVerification,
     Source,
@@ -248,12 +249,15 @@ def catalog_index(
     if result.standby_error:
         context.log.warning(result.standby_error)
     mirrored = result.standby
+    counts = SyncCounts(  # the names `sync --json` reads back (results.py)
+        inserted=result.inserted,
+        updated=result.updated,
+        deleted=result.deleted,
+        unchanged=result.unchanged,
+        embedded=catalog_embeddings["embedded"] + result.embedded + (mirrored.embedded if mirrored else 0),
+    )
     metadata: dict[str, Any] = {
-        "inserted": result.inserted,
-        "updated": result.updated,
-        "deleted": result.deleted,
-        "unchanged": result.unchanged,
-        "embedded": catalog_embeddings["embedded"] + result.embedded + (mirrored.embedded if mirrored else 0),
+        **counts.to_dict(),
         "entries": result.inserted + result.updated + result.unchanged,
         "retired_points": result.retired_points,
         "recovered_journal_rows": result.recovered_journal_rows,
