@@ -101,6 +101,7 @@ class FakeQdrant:
     def __init__(self, api_key: str | None = None):
         self.api_key = api_key
         self.collections: dict[str, Collection] = {}
+        self.aliases: dict[str, str] = {}
         self.faults: list[Fault] = []
         self.requests: list[tuple[str, str]] = []
         self.operations = 0
@@ -172,11 +173,29 @@ class FakeQdrant:
 
     # -- the API
 
+    def _change_aliases(self, actions: list[dict[str, Any]]) -> bool:
+        """All actions or none, as Qdrant applies an aliases update."""
+        aliases = dict(self.aliases)
+        for action in actions:
+            if "delete_alias" in action:
+                aliases.pop(action["delete_alias"]["alias_name"], None)
+            elif "create_alias" in action:
+                target = action["create_alias"]["collection_name"]
+                if target not in self.collections:
+                    raise _NotFound(f"Not found: Collection `{target}` doesn't exist!")
+                aliases[action["create_alias"]["alias_name"]] = target
+        self.aliases = aliases
+        return True
+
     def handle(self, method: str, path: str, body: Any) -> Any:
         parts = [p for p in path.split("/") if p]
         with self.lock:
             if method == "GET" and not parts:
                 return {"title": "qdrant - vector search engine (dq_pipeline test fake)", "version": VERSION}
+            if parts == ["aliases"] and method == "GET":
+                return {"aliases": [{"alias_name": a, "collection_name": c} for a, c in sorted(self.aliases.items())]}
+            if parts == ["collections", "aliases"] and method == "POST":
+                return self._change_aliases(body["actions"])
             if parts[:1] != ["collections"]:
                 raise _NotFound(f"Not found: {path}")
             if len(parts) == 1 and method == "GET":

@@ -374,7 +374,8 @@ def test_every_deletion_of_points_goes_through_the_guard() -> None:
     assert set(_calls("unguarded_delete")) == {"sync/guard.py"}
     assert set(_calls("delete")) <= {"sync/qdrant_index.py", "sync/edge_client.py"}
     # A whole collection goes only through guard.drop_collection (a dropped standby model's).
-    assert set(_calls("delete_collection")) <= {"sync/guard.py"}
+    assert set(_calls("unguarded_drop")) == {"sync/guard.py"}
+    assert set(_calls("delete_collection")) <= {"sync/qdrant_index.py"}
 
 
 # --- 11. remove_catalog does nothing once the catalog's file has come back ------------------------------------

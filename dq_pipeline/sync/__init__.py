@@ -9,8 +9,11 @@ from .reconcile import CatalogVerification, RepairResult
 from .review import UnknownEntries
 from .search import Hit
 from .store import SyncedStore, open_record
+from .vector_index import InMemoryIndex, VectorIndex
 
 __all__ = [
+    "InMemoryIndex",
+    "VectorIndex",
     "CatalogVerification",
     "EmbeddedQdrantBusy",
     "Hit",

@@ -91,9 +91,9 @@ def drop_collection(engine: Engine, index: QdrantIndex, collection: str) -> bool
                 return False
     if named_by_pending(engine, None, collection):
         return False
-    if not index.client.collection_exists(collection):
+    if not index.has_collection(collection):
         return False
-    index.client.delete_collection(collection)
+    index.unguarded_drop(collection)
     return True
 
 

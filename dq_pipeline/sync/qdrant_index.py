@@ -1,4 +1,6 @@
-"""The search index side: one Qdrant collection per model, points keyed by content-addressed ids."""
+"""The search index as Qdrant holds it: one collection per model, points keyed by content-addressed
+ids. `QdrantIndex` implements `vector_index.VectorIndex` over qdrant-client (a server, or local
+mode) and over Qdrant Edge (`edge_client`, which speaks the client's interface)."""
 
 from __future__ import annotations
 
@@ -124,6 +126,29 @@ class QdrantIndex:
         if self.is_server:  # local mode has no payload indexes
             for field in ("catalog_id", "entry_key"):
                 self.client.create_payload_index(name, field, models.PayloadSchemaType.KEYWORD)
+
+    def has_collection(self, name: str) -> bool:
+        return bool(_qdrant_call(f"collection {name}", self.client.collection_exists, name))
+
+    def nearest(self, name: str, vector: Sequence[float], *, catalog_id: str | None = None, limit: int = 10) -> list[tuple[str, float]]:
+        """The `limit` points closest to `vector` (cosine), best first, optionally of one catalog."""
+        if limit <= 0 or not self.has_collection(name):
+            return []
+        flt = None
+        if catalog_id is not None:
+            flt = models.Filter(must=[models.FieldCondition(key="catalog_id", match=models.MatchValue(value=catalog_id))])
+        found = _qdrant_call(
+            f"query of {name}", self.client.query_points, name, query=list(vector), query_filter=flt, limit=limit, with_payload=False
+        ).points
+        return [(str(p.id), float(p.score)) for p in found]
+
+    def unguarded_drop(self, name: str) -> None:
+        """Delete a whole collection. Only `guard.drop_collection` may call this (it checks that no
+        row uses the collection and no pending journal row names a point in it)."""
+        _qdrant_call(f"deletion of collection {name}", self.client.delete_collection, name)
+
+    def close(self) -> None:
+        self.client.close()
 
     def alias_target(self, alias: str) -> str | None:
         """The collection an alias points at (None: no such alias, or no aliases in this engine)."""

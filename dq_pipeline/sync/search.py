@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-from qdrant_client import models
 from sqlalchemy import select
 
 from ..embedding import Embedder
@@ -31,18 +30,15 @@ class Hit:
 
 def search(store, embedder: Embedder, query: str, *, catalog_id: str | None = None, limit: int = 10) -> list[Hit]:
     collection = store.collection_for(embedder)
-    if limit <= 0 or not store.index.client.collection_exists(collection):
+    if limit <= 0 or not store.index.has_collection(collection):
         return []
     vector = embedder.embed([query])[0].tolist()
-    flt = None
-    if catalog_id is not None:
-        flt = models.Filter(must=[models.FieldCondition(key="catalog_id", match=models.MatchValue(value=catalog_id))])
     fetch = limit
     while True:
         # Ask for more than `limit`: some candidates may be rejected or stale and get dropped.
         fetch = min(fetch * 2, MAX_CANDIDATES)
-        found = store.index.client.query_points(collection, query=vector, query_filter=flt, limit=fetch, with_payload=False).points
-        hits = _verified(store, collection, [(str(p.id), p.score) for p in found])
+        found = store.index.nearest(collection, vector, catalog_id=catalog_id, limit=fetch)
+        hits = _verified(store, collection, found)
         if len(hits) >= limit or len(found) < fetch or fetch >= MAX_CANDIDATES:
             return hits[:limit]
 

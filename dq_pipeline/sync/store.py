@@ -24,6 +24,7 @@ from .model_roles import LIVE, PREVIOUS, STANDBY, ModelRole, Unloadable
 from .point_ids import collection_name
 from .qdrant_index import QdrantIndex, open_qdrant
 from .schema import REJECTED, catalogs, create_schema, entries, journal, standby
+from .vector_index import VectorIndex
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +50,7 @@ def open_record(database_url: str) -> Engine:
 @dataclass
 class SyncedStore:
     engine: Engine
-    index: QdrantIndex
+    index: VectorIndex  # QdrantIndex (a server, local mode, Edge) or InMemoryIndex
     database_label: str
     qdrant_label: str
     lock_timeout_s: float = 600.0
@@ -81,9 +82,14 @@ class SyncedStore:
         index = QdrantIndex(client, prefix=collection_prefix, batch_size=upsert_batch_size)
         return cls(engine, index, redact_url(database_url), qdrant_label, lock_timeout_s)
 
+    @classmethod
+    def with_index(cls, database_url: str, index: VectorIndex, *, lock_timeout_s: float = 600.0, label: str = "in-memory") -> SyncedStore:
+        """The record at `database_url` with a given index (an `InMemoryIndex` for fast tests)."""
+        return cls(open_record(database_url), index, redact_url(database_url), label, lock_timeout_s)
+
     def close(self) -> None:
         try:
-            self.index.client.close()
+            self.index.close()
         finally:
             self.engine.dispose()
 
