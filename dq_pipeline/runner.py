@@ -22,30 +22,19 @@ from .embedding.embedder import check_model_source
 from .errors import ConfigurationError
 from .results import SyncCatalog, SyncCounts
 from .settings import Settings, check_namespace, exported
-from .sync import open_record
-from .sync.schema import catalogs, entries, journal
+from .sync import open_record, recorded_catalog_ids
 
 SyncRow = dict[str, Any]
 COUNTS = SyncCounts.names()
 
 
 def recorded_catalogs(settings: Settings) -> set[str]:
-    """Every catalog the record knows of: with rows, with journal rows, or recorded with no entries."""
-    from sqlalchemy import select
-
+    """Every catalog the record knows of (sync.recorded_catalog_ids): each must be synced, if only to remove it."""
     engine = open_record(settings.database_url)
     try:
-        with engine.connect() as conn:
-            recorded = set(conn.scalars(select(entries.c.catalog_id).distinct()))
-            # A catalog whose removal committed but whose run died before retiring its points has
-            # no rows left, only its journal row: it must still be synced, which finishes the row.
-            recorded |= set(conn.scalars(select(journal.c.catalog_id).distinct()))
-            # A catalog recorded with no entries (an empty file, a dbt catalog.json beside its
-            # manifest) is still recorded: its file's removal must reach the record too.
-            recorded |= set(conn.scalars(select(catalogs.c.catalog_id)))
+        return recorded_catalog_ids(engine)
     finally:
         engine.dispose()
-    return recorded
 
 
 def catalogs_to_sync(settings: Settings) -> list[str]:

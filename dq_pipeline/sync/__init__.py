@@ -8,10 +8,11 @@ from .qdrant_index import EmbeddedQdrantBusy, IndexWriteError
 from .reconcile import CatalogVerification, RepairResult
 from .review import UnknownEntries
 from .search import Hit
-from .store import SyncedStore, open_record
+from .store import SyncedStore, open_record, recorded_catalog_ids
 from .vector_index import InMemoryIndex, VectorIndex
 
 __all__ = [
+    "recorded_catalog_ids",
     "InMemoryIndex",
     "VectorIndex",
     "CatalogVerification",

@@ -36,6 +36,19 @@ def redact_qdrant_url(url: str) -> str:
     return url.split("?", 1)[0]
 
 
+def recorded_catalog_ids(engine: Engine) -> set[str]:
+    """Every catalog the record knows of: with rows (live or a standby model's), with journal rows
+    (a removal that committed but died before retiring its points has only that left, and must be
+    synced to finish it), or recorded with no entries (an empty file: its removal must reach the
+    record too)."""
+    with engine.connect() as conn:
+        ids = set(conn.scalars(select(entries.c.catalog_id).distinct()))
+        ids |= set(conn.scalars(select(standby.c.catalog_id).distinct()))
+        ids |= set(conn.scalars(select(journal.c.catalog_id).distinct()))
+        ids |= set(conn.scalars(select(catalogs.c.catalog_id)))
+    return ids
+
+
 def open_record(database_url: str) -> Engine:
     """Only the system of record (schema ensured): for steps that must not open embedded Qdrant."""
     engine = make_engine(database_url)
@@ -271,10 +284,7 @@ class SyncedStore:
 
     def known_catalogs(self, include_index: bool = True) -> list[str]:
         """Every catalog either store knows of (the index is scanned so orphans of forgotten catalogs count)."""
-        with self.engine.connect() as conn:
-            ids = set(conn.scalars(select(entries.c.catalog_id).distinct()))
-            ids |= set(conn.scalars(select(standby.c.catalog_id).distinct()))
-            ids |= set(conn.scalars(select(journal.c.catalog_id).distinct()))
+        ids = recorded_catalog_ids(self.engine)
         if include_index:
             for collection in self.index.collections():
                 ids |= self.index.catalog_ids_in(collection)
