@@ -10,6 +10,7 @@ from dagster import Definitions, EnvVar
 from .defs.alerts import alert_on_failure_sensor
 from .defs.assets import catalog_embeddings, catalog_entries, catalog_index
 from .defs.checks import all_catalogs_in_sync
+from .defs.executors import executor_from_env
 from .defs.freshness import build_freshness, freshness_hours
 from .defs.io import ENTRIES_IO_MANAGER, CatalogEntriesIOManager
 from .defs.jobs import (
@@ -64,8 +65,8 @@ UNSET: Any = object()
 
 def build_definitions(resources: dict[str, Any] | None = None, freshness: float | None = UNSET) -> Definitions:
     """The code location. Read here (load time), as they shape the definitions: the sync schedule's
-    cron (DQ_SYNC_CRON) and the freshness window (DQ_FRESHNESS_HOURS, or `freshness` hours; None or
-    unset: no freshness check)."""
+    cron (DQ_SYNC_CRON), the freshness window (DQ_FRESHNESS_HOURS, or `freshness` hours; None or
+    unset: no freshness check) and the executor (DQ_EXECUTOR: multiprocess, the default, or celery)."""
     checks = [all_catalogs_in_sync, index_matches_source]
     jobs = [sync_catalog_job, reindex_catalog_job, repair_catalog_job, remove_catalog_job, verify_all_catalogs_job, *MODEL_JOBS]
     schedules = [build_sync_schedule()]
@@ -83,6 +84,7 @@ def build_definitions(resources: dict[str, Any] | None = None, freshness: float 
         sensors=[catalog_folder_sensor, auto_repair_sensor, alert_on_failure_sensor,
                  push_metrics_on_success_sensor, push_metrics_on_failure_sensor],
         resources=resources if resources is not None else resources_from_env(),
+        executor=executor_from_env(),
     )
 
 defs = build_definitions()
