@@ -2,7 +2,7 @@
 
 PostgreSQL comes from DQ_TEST_DATABASE_URL when set, else from a throwaway server started from a
 pip wheel (pg_server.py). With DQ_REQUIRE_POSTGRES=1 (as in .ci/run) a missing server fails the
-run instead of skipping the PostgreSQL tests.
+run instead of skipping the PostgreSQL tests; so does a missing RabbitMQ or Redis for the Celery test.
 """
 
 from __future__ import annotations
@@ -42,8 +42,14 @@ def postgres_url() -> Iterator[str]:
 
 def postgres_unavailable(reason: str) -> NoReturn:
     """Fail where PostgreSQL is required (DQ_REQUIRE_POSTGRES=1, as in .ci/run), skip elsewhere."""
+    service_unavailable("PostgreSQL", reason)
+
+
+def service_unavailable(service: str, reason: str) -> NoReturn:
+    """The same for the other servers the PostgreSQL-marked tests of the deploy layout need (RabbitMQ,
+    Redis): .ci/run starts them with PostgreSQL, so one flag says they must be there."""
     if os.environ.get("DQ_REQUIRE_POSTGRES") == "1":
-        pytest.fail(f"PostgreSQL is required (DQ_REQUIRE_POSTGRES=1): {reason}", pytrace=False)
+        pytest.fail(f"{service} is required (DQ_REQUIRE_POSTGRES=1): {reason}", pytrace=False)
     pytest.skip(reason)
 
 
