@@ -1,0 +1,170 @@
+"""Adversarial tests of the zero-downtime model change (sync/model_roles.py).
+
+Each test is an attack on one guarantee of the blue/green model change, with real parts: SQLite
+and PostgreSQL, qdrant-client's local mode (or the FakeQdrant REST server where a crash needs the
+index to outlive the process), HashingEmbedder. A test that fails names what breaks.
+"""
+
+from __future__ import annotations
+
+from unittest import mock
+
+import numpy as np
+import pytest
+from sqlalchemy import select
+
+from dq_pipeline.catalog import Entry
+from dq_pipeline.embedding import HashingEmbedder
+from dq_pipeline.errors import ModelSwitched
+from dq_pipeline.sync import Hooks, SyncedStore, model_roles
+from dq_pipeline.sync.schema import ENTRY_TABLES, entries, standby
+
+A = HashingEmbedder(32, "test/model-a")
+B = HashingEmbedder(48, "test/model-b")
+C = HashingEmbedder(40, "test/model-c")
+CATALOGS = {
+    f"team{n}/tables": [Entry(f"t{n}.c{i}", "column", f"team {n} column {i}: {word}", {"n": n, "i": i}) for i, word in enumerate(("ssn", "email", "amount", "country"))]
+    for n in range(3)
+}
+
+
+def _load(role: model_roles.ModelRole) -> HashingEmbedder:
+    return {A.model_id: A, B.model_id: B, C.model_id: C}[role.model_id]
+
+
+@pytest.fixture
+def local_store(database_url: str, qdrant_path: str):
+    with SyncedStore.open(database_url, qdrant_path=qdrant_path, upsert_batch_size=2, lock_timeout_s=30, embedded_engine="local") as opened:
+        opened.load_model = _load
+        yield opened
+
+
+@pytest.fixture
+def live_a(local_store: SyncedStore) -> SyncedStore:
+    for catalog_id, items in CATALOGS.items():
+        local_store.sync(catalog_id, items, A)
+    return local_store
+
+
+def found(store: SyncedStore, embedder: HashingEmbedder, entry: Entry, catalog_id: str) -> bool:
+    return (catalog_id, entry.key) in {(h.catalog_id, h.entry_key) for h in store.search(embedder, entry.text, limit=20)}
+
+
+def not_in_sync(store: SyncedStore) -> dict[str, dict[str, int]]:
+    bad = {}
+    for catalog_id in store.known_catalogs():
+        v = store.verify(catalog_id)
+        if not v.in_sync:
+            bad[catalog_id] = v.counts()
+    return bad
+
+
+def assert_every_row_has_its_point(store: SyncedStore) -> None:
+    """I1 for both tables: every committed row's point exists with the row's vector and payload."""
+    for table in ENTRY_TABLES:
+        with store.engine.connect() as conn:
+            rows = conn.execute(select(table)).all()
+        for row in rows:
+            got = store.index.client.retrieve(row.collection, [row.point_id], with_vectors=True, with_payload=True) if store.index.client.collection_exists(row.collection) else []
+            assert got, f"{table.name} row {row.catalog_id}/{row.entry_key} has no point {row.collection}/{row.point_id}"
+            assert got[0].payload["content_hash"] == row.content_hash and got[0].payload["written_by"] == row.written_by
+            np.testing.assert_allclose(got[0].vector, np.frombuffer(row.vector, dtype="<f4") / np.linalg.norm(np.frombuffer(row.vector, dtype="<f4")), atol=1e-5)
+
+
+# --- 1. cleanup-rejected is not fenced by the model role ---------------------------------------
+
+
+def test_cleanup_rejected_racing_a_switch_leaves_orphans_in_the_new_live_collection(live_a: SyncedStore) -> None:
+    """Attack: a cleanup of rejected entries plans (its plan holds the live rows' model-A point ids),
+    the switch to B commits while it writes, then the cleanup commits. Its commit deletes the live
+    rows, whose points are by then model B's in B's collection, but it only retires the A ids it
+    planned with (which the standby rows now use, so the guard keeps them). The B points of the
+    deleted entries are left in the live collection with no row and no journal row: orphans after
+    a run that ended (I2). `remove_rejected` commits with `versions=None`, so `_write` never calls
+    `assert_role` for it: a removal planned before a switch commits after it."""
+    store = live_a
+    store.build_standby(B)
+    catalog_id, items = next(iter(CATALOGS.items()))
+    store.reject(catalog_id, [items[0].key], by="ana", reason="pii")
+
+    def switch_behind_its_back(**_: object) -> None:
+        model_roles.swap(store.engine, B.model_id)  # `model switch` from another process
+
+    try:
+        store.cleanup_rejected(catalog_id, hooks=Hooks({"journal_written": switch_behind_its_back}))
+    except ModelSwitched:
+        pass  # refusing the planned-before-the-switch removal is a correct outcome
+    assert store.models()["live"].model_id == B.model_id
+    store.sync(catalog_id, items, B)  # the next run of the catalog, with the roles as they are now
+    assert not found(store, B, items[0], catalog_id)
+    assert not_in_sync(store) == {}, "the cleanup that straddled the switch left orphan points"
+
+
+# --- 2. drop-old forgets rows of every model but deletes one collection ------------------------
+
+
+def test_drop_old_after_a_third_model_replaced_the_previous_one_leaves_its_points_orphaned(live_a: SyncedStore) -> None:
+    """Attack: switch A -> B (A is kept as the previous model, with every catalog's rows and points),
+    then configure a third model C: `record_standby` replaces the standby role, but dq_standby still
+    holds A's rows for every catalog not synced since. `drop-old` now deletes *every* dq_standby row
+    (forget_standby) but only C's collection: the A points of those rows stay in A's collection with
+    no row and no journal row naming them (I2: orphans after a run that ended), and no later
+    `drop-old` can remove that collection (no standby is recorded any more)."""
+    store = live_a
+    store.build_standby(B)
+    store.switch_model()
+    first = next(iter(CATALOGS))
+    store.sync(first, CATALOGS[first], C)  # C configured: it replaces A as the standby; one catalog re-embedded
+    assert store.models()["standby"].model_id == C.model_id
+    store.drop_standby()
+    assert not_in_sync(store) == {}, "drop-old left the replaced standby model's points behind as orphans"
+    assert not store.index.client.collection_exists(store.collection_for(A)), "the replaced model's collection was never dropped"
+
+
+def test_drop_old_interrupted_before_the_collection_delete_leaves_unrecorded_orphans(live_a: SyncedStore) -> None:
+    """Attack: drop-old commits its row deletion (forget_standby) and then Qdrant fails (or the
+    process is killed) before `drop_collection`. The standby collection keeps every point, none of
+    them named by a row or a journal row (I2: crash leftovers must be recorded), and drop-old cannot
+    be retried: it answers 'no standby model is recorded: nothing to drop'. Nothing ever deletes the
+    collection; verify reports every standby point as an orphan of every catalog."""
+    store = live_a
+    store.build_standby(B)
+    store.switch_model()
+    with mock.patch.object(store.index.client, "delete_collection", side_effect=ConnectionError("qdrant went away")):
+        with pytest.raises(ConnectionError):
+            store.drop_standby()
+    try:
+        store.drop_standby()  # the operator retries the failed drop-old
+    except Exception:
+        pass
+    for catalog_id, items in CATALOGS.items():  # and later runs sync every catalog
+        store.sync(catalog_id, items, B)
+    assert not_in_sync(store) == {}, "the interrupted drop-old left orphans no run removes"
+    assert not store.index.client.collection_exists(store.collection_for(A)), "the dropped model's collection is never deleted"
+
+
+# --- 3. search straddling the switch ------------------------------------------------------------
+
+
+def test_a_search_that_straddles_the_switch_still_finds_every_live_entry(live_a: SyncedStore) -> None:
+    """Attack: a search reads the live role (A), embeds the query with A, and while Qdrant answers,
+    the switch commits. The candidates come from A's collection, but `search._verified` keeps only
+    points the *live* rows use in that collection, and the live rows now hold B's point ids: the
+    search returns nothing at all, though every entry is live and indexed in both models."""
+    store = live_a
+    store.build_standby(B)
+    catalog_id, items = next(iter(CATALOGS.items()))
+    real = store.index.client.query_points
+    switched = {"done": False}
+
+    def query_then_switch(*args, **kwargs):  # type: ignore[no-untyped-def]
+        answer = real(*args, **kwargs)
+        if not switched["done"]:
+            switched["done"] = True
+            model_roles.swap(store.engine, B.model_id)  # `model switch` in another process, meanwhile
+        return answer
+
+    with mock.patch.object(store.index.client, "query_points", side_effect=query_then_switch):
+        hits = store.search(A, items[1].text, limit=20)
+    assert switched["done"]
+    assert (catalog_id, items[1].key) in {(h.catalog_id, h.entry_key) for h in hits}, f"search during the switch returned {hits}"
