@@ -168,3 +168,69 @@ def test_a_search_that_straddles_the_switch_still_finds_every_live_entry(live_a:
         hits = store.search(A, items[1].text, limit=20)
     assert switched["done"]
     assert (catalog_id, items[1].key) in {(h.catalog_id, h.entry_key) for h in hits}, f"search during the switch returned {hits}"
+
+
+# --- 4. two models, one collection -------------------------------------------------------------
+
+
+def _colliding_model_ids() -> tuple[str, str]:
+    """Two model ids with the same collection name: the slug keeps 80 characters and the digest
+    6 hex digits (24 bits), so ids that differ after the 80th character collide after ~4k tries."""
+    import hashlib
+
+    seen: dict[str, str] = {}
+    base = "org/" + "m" * 80
+    for i in range(1_000_000):
+        model_id = f"{base}-{i}"
+        digest = hashlib.sha256(model_id.encode()).hexdigest()[:6]
+        if digest in seen:
+            return seen[digest], model_id
+        seen[digest] = model_id
+    raise AssertionError("no collision found")
+
+
+def test_two_models_sharing_a_collection_name_leave_orphans_after_drop_old(local_store: SyncedStore) -> None:
+    """Attack: two different models whose collection names are equal (same 80-character slug, same
+    24-bit digest: `point_ids.collection_name`). `record_standby` accepts the second model although
+    its collection *is* the live one, so both models' points share one collection (a query of one
+    model is run against the other's vectors). After the switch, drop-old deletes the standby rows
+    but not the collection (`forget_standby` sees it is the live one), and nothing deletes the old
+    model's points in it: orphans after a run that ended (I2)."""
+    first, second = _colliding_model_ids()
+    X, Y = HashingEmbedder(32, first), HashingEmbedder(32, second)
+    store = local_store
+    assert store.collection_for(X) == store.collection_for(Y)
+    store.load_model = lambda role: {X.model_id: X, Y.model_id: Y}[role.model_id]
+    for catalog_id, items in CATALOGS.items():
+        store.sync(catalog_id, items, X)
+    try:
+        store.build_standby(Y)
+    except Exception:
+        return  # refusing a standby whose collection is the live one's is a correct outcome
+    store.switch_model()
+    store.drop_standby()
+    assert not_in_sync(store) == {}, "the old model's points stayed in the shared collection"
+
+
+# --- 5. the standby's vectors in the vector cache ----------------------------------------------
+
+
+def test_the_standby_models_vectors_left_in_the_vector_cache_are_never_evicted(live_a: SyncedStore) -> None:
+    """Attack: the Dagster embedding step embeds with the *configured* model and leaves its vectors
+    in `dq_vector_cache` for the write step. Configure the new model B: the write step's live part
+    (A) embeds nothing, the standby part takes B's vectors from the cache, but only the live
+    model's entries are evicted (`sync_catalog` evicts `embedder.model_id` only; `mirror_standby`
+    never evicts): every vector of the whole build stays in the record for good."""
+    from sqlalchemy import func
+
+    from dq_pipeline.sync import vector_cache
+    from dq_pipeline.sync.schema import vector_cache as cache_table
+
+    store = live_a
+    catalog_id, items = next(iter(CATALOGS.items()))
+    vector_cache.put(store.engine, B.model_id, [e.content_hash for e in items], B.embed([e.text for e in items]))  # the embedding step
+    result = store.sync(catalog_id, items, B, use_vector_cache=True)  # the write step
+    assert result.standby is not None and result.standby.inserted == len(items) and result.standby.embedded == 0
+    with store.engine.connect() as conn:
+        left = conn.scalar(select(func.count()).select_from(cache_table))
+    assert left == 0, f"{left} vectors of the standby model stay in dq_vector_cache after their rows committed"
