@@ -234,3 +234,28 @@ def test_the_standby_models_vectors_left_in_the_vector_cache_are_never_evicted(l
     with store.engine.connect() as conn:
         left = conn.scalar(select(func.count()).select_from(cache_table))
     assert left == 0, f"{left} vectors of the standby model stay in dq_vector_cache after their rows committed"
+
+
+def test_drop_old_while_one_catalogs_standby_write_is_in_flight_orphans_every_catalogs_points(live_a: SyncedStore) -> None:
+    """Attack: drop-old while a sync's standby step is between its points and its commit. drop-old
+    deletes every standby row of every catalog (forget_standby), then asks `guard.drop_collection`,
+    which (rightly) refuses because the in-flight run's pending journal row names points in it.
+    The in-flight commit is refused (no standby any more) and compensated, but the collection
+    stays with every *other* catalog's standby points, none named by a row or a journal row:
+    orphans in every catalog after the runs ended (I2), and drop-old cannot be run again."""
+    store = live_a
+    store.build_standby(B)
+    catalog_id, items = next(iter(CATALOGS.items()))
+    edited = [Entry(e.key, e.kind, e.text + " (edited)", e.payload) for e in items]
+    seen = {"n": 0}
+
+    def drop_old_meanwhile(**_: object) -> None:
+        seen["n"] += 1
+        if seen["n"] == 2:  # the standby's points are written, its commit not begun
+            store.drop_standby()
+
+    result = store.sync(catalog_id, edited, A, hooks=Hooks({"qdrant_written": drop_old_meanwhile}))
+    assert result.updated == len(items) and result.standby_error is not None
+    assert "standby" not in store.models()
+    assert_every_row_has_its_point(store)
+    assert not_in_sync(store) == {}, "drop-old left the other catalogs' standby points as unrecorded orphans"
