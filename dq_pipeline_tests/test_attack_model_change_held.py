@@ -15,10 +15,10 @@ from dq_pipeline.sync import Hooks, SyncedStore, model_roles
 from dq_pipeline.sync.schema import entries, standby
 
 from .test_attack_model_change import (
+    CATALOGS,
     A,
     B,
     C,
-    CATALOGS,
     assert_every_row_has_its_point,
     found,
     live_a,  # noqa: F401  (fixture)

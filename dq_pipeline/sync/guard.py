@@ -27,11 +27,12 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator, Sequence
 
 import numpy as np
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, delete, select
 
+from .database import WRITE
 from .point_ids import point_payload
 from .qdrant_index import ANY_WRITER, Point, QdrantIndex, chunks
-from .schema import ENTRY_TABLES, PENDING, journal
+from .schema import ENTRY_TABLES, PENDING, collection_drops, journal, models
 
 _IN_CHUNK = 1000  # ids per IN (...) query
 
@@ -82,22 +83,33 @@ def delete_points(
     return len(doomed)
 
 
-def drop_collection(engine: Engine, index: QdrantIndex, collection: str) -> bool:
-    """Delete a whole collection (a dropped standby model's), only if no committed row uses it and
-    no pending journal row names a point in it; returns whether it was deleted."""
+def finish_collection_drops(engine: Engine, index: QdrantIndex) -> list[str]:
+    """Delete the collections a dropped standby model left (recorded in `dq_collection_drops`);
+    returns those deleted. One that a role or a row uses again (the same model recorded anew) is
+    kept and its drop forgotten; one that a pending journal row names waits for that row (a run in
+    flight cannot commit into it, but its own clean-up must find the collection as it was). The
+    checks and the delete happen while no role can be recorded (model_roles.lock_roles)."""
+    from .model_roles import lock_roles  # the roles' module sits above the guard
+
+    dropped: list[str] = []
     with engine.connect() as conn:
-        for table in ENTRY_TABLES:
-            if conn.scalar(select(table.c.point_id).where(table.c.collection == collection).limit(1)) is not None:
-                return False
-    if named_by_pending(engine, None, collection):
-        return False
-    if not index.has_collection(collection):
-        return False
-    index.unguarded_drop(collection)
-    return True
+        pending = list(conn.scalars(select(collection_drops.c.collection)))
+    for collection in pending:
+        with engine.execution_options(**WRITE).begin() as conn:
+            lock_roles(conn)
+            in_use = conn.scalar(select(models.c.role).where(models.c.collection == collection).limit(1)) is not None or any(
+                conn.scalar(select(table.c.point_id).where(table.c.collection == collection).limit(1)) is not None for table in ENTRY_TABLES
+            )
+            if not in_use and named_by_pending(engine, None, collection):
+                continue
+            if not in_use and index.has_collection(collection):
+                index.unguarded_drop(collection)
+                dropped.append(collection)
+            conn.execute(delete(collection_drops).where(collection_drops.c.collection == collection))
+    return dropped
 
 
-__all__ = ["ANY_WRITER", "delete_points", "drop_collection", "named_by_pending", "points_from_record", "referenced_by_rows", "restore_points"]
+__all__ = ["ANY_WRITER", "delete_points", "finish_collection_drops", "named_by_pending", "points_from_record", "referenced_by_rows", "restore_points"]
 
 
 def points_from_record(engine: Engine, collection: str, ids: Sequence[str]) -> Iterator[list[Point]]:

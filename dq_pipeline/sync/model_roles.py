@@ -25,11 +25,11 @@ import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from sqlalchemy import Connection, Engine, and_, delete, func, insert, select, update
+from sqlalchemy import Connection, Engine, and_, delete, func, insert, select, text, update
 
 from ..errors import ConfigurationError, ModelSwitched, ModelUnavailable
 from .database import WRITE
-from .schema import entries, model_swap, models, standby
+from .schema import collection_drops, entries, model_swap, models, standby
 
 log = logging.getLogger(__name__)
 
@@ -62,26 +62,31 @@ def _role(r) -> ModelRole:  # type: ignore[no-untyped-def]
     return ModelRole(r.role, r.model, r.dimension, r.collection, r.source, r.state, r.since)
 
 
-def assert_role(conn: Connection, role: str, model_id: str, dimension: int, collection: str) -> None:
-    """Inside a commit: the role still holds the model this run planned with. The row is read with
-    a share lock (PostgreSQL), so a switch, which updates it, is ordered before or after the commit.
-    A role recorded before any vector of its model was written (a removal names the model without
-    loading it) takes the dimension and collection of the first rows committed with it."""
-    query = select(models.c.model, models.c.dimension, models.c.collection).where(models.c.role == role)
+def assert_role(conn: Connection, planned: ModelRole, dimension: int | None = None, collection: str | None = None) -> None:
+    """Inside a commit: the role still holds the model, and the same recording of it (`since`), that
+    this run planned with: a switch, a drop or a re-recorded standby in between refuses the commit.
+    The row is read with a share lock (PostgreSQL), so a switch, which updates it, is ordered
+    before or after the commit. A role recorded before any vector of its model was written (a
+    removal names the model without loading it) takes the dimension and collection of the first
+    rows committed with it."""
+    query = select(models.c.model, models.c.dimension, models.c.collection, models.c.since).where(models.c.role == planned.role)
     if conn.dialect.name == "postgresql":
         query = query.with_for_update(read=True)
     current = conn.execute(query).first()
-    if current is None or current.model != model_id:
+    if current is None or current.model != planned.model_id or current.since != planned.since:
         found = current.model if current is not None else None
-        raise ModelSwitched(f"the {role} model changed to {found!r} during this run (it planned with {model_id!r}); nothing was committed")
-    if (current.dimension, current.collection) != (dimension, collection):
-        conn.execute(update(models).where(models.c.role == role).values(dimension=dimension, collection=collection))
+        raise ModelSwitched(
+            f"the {planned.role} model changed to {found!r} during this run (it planned with {planned.model_id!r}); nothing was committed"
+        )
+    if dimension is not None and (current.dimension, current.collection) != (dimension, collection):
+        conn.execute(update(models).where(models.c.role == planned.role).values(dimension=dimension, collection=collection))
 
 
 def record_live(engine: Engine, model_id: str, dimension: int, collection: str, source: str | None) -> ModelRole:
     """The first sync's model becomes live, unless the record already holds rows: then their most
     used model does (a record written before the live model was recorded keeps serving as it did)."""
     with engine.execution_options(**WRITE).begin() as conn:
+        lock_roles(conn)
         existing = conn.execute(select(models).where(models.c.role == LIVE)).first()
         if existing is not None:
             return _role(existing)
@@ -105,9 +110,15 @@ def record_standby(engine: Engine, model_id: str, dimension: int, collection: st
     """Start a build of this model (or keep the one running). A standby of another model is
     replaced: its rows are then re-embedded with this one, row by row, through the protocol."""
     with engine.execution_options(**WRITE).begin() as conn:
+        lock_roles(conn)
         live = conn.execute(select(models).where(models.c.role == LIVE)).first()
         if live is not None and live.model == model_id:
             raise ConfigurationError(f"{model_id} is already the live model")
+        if live is not None and live.collection == collection:
+            raise ConfigurationError(
+                f"model {model_id} would share the live model {live.model} 's Qdrant collection {collection} "
+                "(their ids agree in the first 80 characters and in a 24-bit digest); give it another name"
+            )
         current = conn.execute(select(models).where(models.c.role == STANDBY)).first()
         if current is not None and current.model == model_id:
             if source is not None and current.source != source:
@@ -229,11 +240,23 @@ class Unloadable:
         )
 
 
-def forget_standby(engine: Engine, expected: str) -> str | None:
-    """Delete the standby's rows and role in one transaction; returns its collection for the caller
-    to delete (no row references it any more, and a run still writing into it cannot commit), or
-    None where live rows still use it."""
+MODELS_LOCK_KEY = 0x64715F6D6F64656C  # "dq_model": orders recording a role against finishing a drop (PostgreSQL)
+
+
+def lock_roles(conn: Connection) -> None:
+    """Inside a write transaction: no role is recorded until it ends (SQLite's write transaction
+    already excludes every other writer)."""
+    if conn.dialect.name == "postgresql":
+        conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": MODELS_LOCK_KEY})
+
+
+def forget_standby(engine: Engine, expected: str) -> list[str]:
+    """Delete the standby's rows and role in one transaction, recording every collection those
+    rows used (a replaced standby's too) and the role's own as drops to finish (`guard.
+    finish_collection_drops`); returns them. A run still writing into one cannot commit (its role
+    is gone); the live model's collection is never among them."""
     with engine.execution_options(**WRITE).begin() as conn:
+        lock_roles(conn)
         query = select(models).where(models.c.role == STANDBY)
         if conn.dialect.name == "postgresql":
             query = query.with_for_update()
@@ -241,7 +264,17 @@ def forget_standby(engine: Engine, expected: str) -> str | None:
         if row is None or row.model != expected:
             raise ModelSwitched(f"the standby model is no longer {expected}; nothing was dropped")
         live = conn.scalar(select(models.c.collection).where(models.c.role == LIVE))
+        used = set(conn.scalars(select(standby.c.collection).distinct())) | {row.collection}
+        doomed = sorted(used - {live})
         conn.execute(delete(standby))
         conn.execute(delete(models).where(models.c.role == STANDBY))
-        used = conn.scalar(select(func.count()).select_from(entries).where(entries.c.collection == row.collection))
-        return None if used or row.collection == live else row.collection
+        pending = set(conn.scalars(select(collection_drops.c.collection)))
+        now = datetime.now(UTC)
+        if fresh := [c for c in doomed if c not in pending]:
+            conn.execute(insert(collection_drops), [{"collection": c, "requested_at": now} for c in fresh])
+        return doomed
+
+
+def pending_drops(engine: Engine) -> set[str]:
+    with engine.connect() as conn:
+        return set(conn.scalars(select(collection_drops.c.collection)))

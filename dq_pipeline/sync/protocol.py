@@ -171,7 +171,7 @@ def sync_catalog(
                     with clock("embed"):
                         new_vectors = _VectorStore(plan, vectors)
                         result.embedded = _embed_into(new_vectors, plan, embedder, cache)
-                    _write(store, lock, catalog_id, plan, _Versions(embedder, result.collection, new_vectors, LIVE), source, hooks, result)
+                    _write(store, lock, catalog_id, plan, _Versions(embedder, result.collection, new_vectors, live), source, hooks, result)
                     if cache is not None:
                         for part in plan.texts_to_embed():
                             vector_cache.evict(store.engine, embedder.model_id, [h for h, _ in part])
@@ -213,7 +213,10 @@ def mirror_standby(store, lock: CatalogLock, catalog_id: str, embedder: Embedder
             with clock("embed"):
                 new_vectors = _VectorStore(plan, None)
                 result.embedded = _embed_into(new_vectors, plan, embedder, cache)
-            _write(store, lock, catalog_id, plan, _Versions(embedder, result.collection, new_vectors, STANDBY), None, hooks, result)
+            _write(store, lock, catalog_id, plan, _Versions(embedder, result.collection, new_vectors, recorded), None, hooks, result)
+            if cache is not None:  # the embedding step's vectors of the standby model, now in its rows
+                for part in plan.texts_to_embed():
+                    vector_cache.evict(store.engine, embedder.model_id, [h for h, _ in part])
     return result
 
 
@@ -242,10 +245,11 @@ def remove_rejected(store, catalog_id: str, hooks: Hooks | None = None, standby:
     with catalog_lock(store.engine, catalog_id, store.lock_timeout_s) as lock:
         hooks("locked")
         result.recovered_journal_rows = journal.recover(store.engine, store.index, lock, catalog_id)
+        live = model_roles.roles(store.engine).get(LIVE)  # a removal planned before a switch cannot commit after it
         with plan_removal(store.engine, catalog_id, REJECTED) as plan:
             result.unchanged = plan.unchanged
             if not plan.is_empty:
-                _write(store, lock, catalog_id, plan, None, None, hooks, result)
+                _write(store, lock, catalog_id, plan, None, None, hooks, result, fence=live)
         if standby is not None:
             try:
                 result.standby = mirror_standby(store, lock, catalog_id, standby, hooks=hooks)
@@ -256,9 +260,19 @@ def remove_rejected(store, catalog_id: str, hooks: Hooks | None = None, standby:
 
 
 def _write(
-    store, lock: CatalogLock, catalog_id: str, plan: Plan, versions: _Versions | None, source: Source | None, hooks: Hooks, result: SyncResult
+    store,
+    lock: CatalogLock,
+    catalog_id: str,
+    plan: Plan,
+    versions: _Versions | None,
+    source: Source | None,
+    hooks: Hooks,
+    result: SyncResult,
+    fence: model_roles.ModelRole | None = None,
 ) -> None:
-    """Journal, points, commit, retire (under the catalog lock)."""
+    """Journal, points, commit, retire (under the catalog lock). The commit is fenced on the model
+    role the run planned with: its versions' role, or `fence` for a write of deletions only."""
+    fence = versions.role if versions is not None else fence
     engine, index = store.engine, store.index
     clock = _Clock(result.durations)
     model_id = versions.embedder.model_id if versions else ""
@@ -288,8 +302,8 @@ def _write(
             # 4. Commit: fence, model role, source, rows, journal phase, in one short transaction.
             _assert_current(catalog_id, source)
             with lock.fenced(engine) as conn:
-                if versions is not None:
-                    assert_role(conn, versions.role, model_id, versions.embedder.dimension, versions.collection)
+                if fence is not None:
+                    assert_role(conn, fence, versions.embedder.dimension if versions else None, versions.collection if versions else None)
                 _apply(conn, catalog_id, plan, versions, run_id, source)
                 hooks("pg_flushed")
                 journal.mark_committed(conn, run_id)
@@ -409,7 +423,7 @@ class _Versions:
     embedder: Embedder
     collection: str
     vectors: _VectorStore
-    role: str = LIVE
+    role: model_roles.ModelRole
 
 
 class _VectorStore:
@@ -504,7 +518,7 @@ _REVIEW_RESET = {"status": ACTIVE, "reviewed_by": None, "review_reason": None, "
 def _apply(conn: Connection, catalog_id: str, plan: Plan, versions: _Versions | None, run_id: str, source: Source | None) -> None:
     """The whole catalog change in one transaction (I3), written a chunk of rows at a time."""
     now = datetime.now(UTC)
-    table = table_of(versions.role) if versions is not None else entries
+    table = table_of(versions.role.role) if versions is not None else entries
 
     def row(entry: Entry, vector: np.ndarray) -> dict[str, object]:
         assert versions is not None

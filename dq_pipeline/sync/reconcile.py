@@ -33,6 +33,7 @@ from sqlalchemy import func, select
 from . import journal
 from .guard import delete_points, named_by_pending, restore_points
 from .locks import catalog_lock
+from .model_roles import pending_drops
 from .plan import refuse_foreign_namespace
 from .point_ids import vector_digest
 from .qdrant_index import PAYLOAD_FIELDS, chunks
@@ -135,7 +136,14 @@ def _compare(store, catalog_id: str, deep: bool, on_page=None) -> CatalogVerific
     # 2. points -> rows
     with store.engine.connect() as conn:
         v.pending_journal = int(conn.scalar(select(func.count()).select_from(journal_table).where(journal_table.c.catalog_id == catalog_id)) or 0)
+    dropping = pending_drops(store.engine)
     for collection in index.collections():
+        if collection in dropping:
+            # A dropped model's collection, recorded for deletion: its points are recorded
+            # leftovers (pending, finished by the next drop-old, sync or repair), not orphans.
+            if next(iter(index.pages_of_catalog(collection, catalog_id, 1)), []):
+                v.pending_journal += 1
+            continue
         journaled = named_by_pending(store.engine, catalog_id, collection) if v.pending_journal else set()
         for page in index.pages_of_catalog(collection, catalog_id, PAGE):
             problems = _Problems()

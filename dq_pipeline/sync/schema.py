@@ -97,6 +97,15 @@ models = Table(
     Column("since", DateTime(timezone=True), nullable=False),
 )
 
+# Collections of a dropped standby model still to delete from Qdrant: recorded in the transaction
+# that deletes their rows, so a drop interrupted before Qdrant answered is finished later (I2).
+collection_drops = Table(
+    "dq_collection_drops",
+    metadata,
+    Column("collection", String(255), primary_key=True),
+    Column("requested_at", DateTime(timezone=True), nullable=False),
+)
+
 # Scratch space of a switch: the live rows' vector columns while the standby's move in (emptied in
 # the same transaction).
 model_swap = Table(

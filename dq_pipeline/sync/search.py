@@ -8,10 +8,10 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-from sqlalchemy import select
+from sqlalchemy import and_, select
 
 from ..embedding import Embedder
-from .schema import ACTIVE, entries
+from .schema import ACTIVE, entries, standby
 
 MAX_CANDIDATES = 10_000
 
@@ -44,6 +44,9 @@ def search(store, embedder: Embedder, query: str, *, catalog_id: str | None = No
 
 
 def _verified(store, collection: str, candidates: list[tuple[str, float]]) -> list[Hit]:
+    """The candidates a row uses, as active entries. A point of the standby model's rows counts
+    when the live row of its entry has the same content: a search that embedded its query with the
+    model that was live when it began still answers after a switch made that model the standby."""
     if not candidates:
         return []
     ids = [pid for pid, _ in candidates]
@@ -53,6 +56,19 @@ def _verified(store, collection: str, candidates: list[tuple[str, float]]) -> li
             select(*columns).where(entries.c.point_id.in_(ids), entries.c.collection == collection, entries.c.status == ACTIVE)
         )
         live = {r.point_id: r for r in rows}
+        others = [pid for pid in ids if pid not in live]
+        if others:
+            same_content = and_(
+                standby.c.catalog_id == entries.c.catalog_id,
+                standby.c.entry_key == entries.c.entry_key,
+                standby.c.content_hash == entries.c.content_hash,
+            )
+            query = (
+                select(standby.c.point_id, entries.c.catalog_id, entries.c.entry_key, entries.c.kind, entries.c.text)
+                .select_from(standby.join(entries, same_content))
+                .where(standby.c.point_id.in_(others), standby.c.collection == collection, entries.c.status == ACTIVE)
+            )
+            live.update({r.point_id: r for r in conn.execute(query)})
     return [
         Hit(round(float(score), 4), live[pid].catalog_id, live[pid].entry_key, live[pid].kind, live[pid].text)
         for pid, score in candidates

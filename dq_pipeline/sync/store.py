@@ -17,7 +17,7 @@ from ..errors import ConfigurationError, one_line
 from . import journal as journal_rows
 from . import model_roles, protocol, reconcile, review, search
 from .database import make_engine, redact_url
-from .guard import drop_collection
+from .guard import finish_collection_drops
 from .hooks import Hooks
 from .locks import catalog_lock
 from .model_roles import LIVE, PREVIOUS, STANDBY, ModelRole, Unloadable
@@ -133,10 +133,12 @@ class SyncedStore:
         model: if it is not the live one, it becomes the standby (a build starts, model_roles.py)
         and the live model is loaded through `load_model`; `vectors` are the configured model's."""
         live, standby = self._models_for(embedder)
-        return protocol.sync_catalog(
+        result = protocol.sync_catalog(
             self, catalog_id, wanted, live, force=force, source=source, vectors=vectors if live is embedder else None,
             use_vector_cache=use_vector_cache, hooks=hooks, standby=standby,
         )
+        self.finish_drops()  # a drop-old that waited for this run, or was interrupted
+        return result
 
     def remove_catalog(self, catalog_id: str, embedder: Embedder, source: protocol.Source | None = None) -> protocol.SyncResult:
         """Delete the catalog's rows and points; with `source`, refused if its file has come back."""
@@ -245,15 +247,31 @@ class SyncedStore:
             return False
 
     def drop_standby(self) -> str | None:
-        """Delete the standby model's rows and its collection; switching back is no longer
-        possible. Returns the collection deleted (None: none to delete)."""
+        """Delete the standby model's rows and its collections (a replaced standby's too);
+        switching back is no longer possible. A drop interrupted before Qdrant answered is
+        recorded and finished by the next drop-old, sync or repair. Returns the standby's own
+        collection if it was deleted now (None: none, or it waits for a run in flight)."""
         role = self.models().get(STANDBY)
         if role is None:
+            if model_roles.pending_drops(self.engine):
+                self.finish_drops(quiet=False)
+                return None
             raise ConfigurationError("no standby model is recorded: nothing to drop")
-        collection = model_roles.forget_standby(self.engine, role.model_id)
-        if collection is not None and drop_collection(self.engine, self.index, collection):
-            return collection
-        return None
+        model_roles.forget_standby(self.engine, role.model_id)
+        return role.collection if role.collection in self.finish_drops(quiet=False) else None
+
+    def finish_drops(self, quiet: bool = True) -> list[str]:
+        """Delete the collections dropped standby models left; cheap when there are none. `quiet`:
+        a Qdrant that does not answer is one warning (the drop stays recorded), else it raises."""
+        if not model_roles.pending_drops(self.engine):
+            return []
+        try:
+            return finish_collection_drops(self.engine, self.index)
+        except Exception as exc:
+            if not quiet:
+                raise
+            log.warning("a dropped model's collection could not be deleted yet (%s); the next sync or repair tries again", one_line(exc))
+            return []
 
     # --- review and search ----------------------------------------------------------------------
 
@@ -301,6 +319,7 @@ class SyncedStore:
         return reconcile.verify_unattributed(self)
 
     def repair_unattributed(self) -> int:
+        self.finish_drops()
         return reconcile.repair_unattributed(self)
 
     def status(self) -> dict[str, Any]:
