@@ -27,6 +27,35 @@ SAMPLE_CATALOGS = REPO / "catalogs"
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 
 
+# The fast tier (`python -m pytest -m "not slow"`) runs each test once, on the default stores
+# (SQLite + qdrant-client's local mode), in-process and with the hashing embedder. Here `slow` is
+# added to what needs more by its nature: the real model (`model`, or the `real_embedder` fixture),
+# Dagster runs (`dagster`), PostgreSQL (the `postgres` marker, or the `postgres_url` fixture: a
+# server, or a throwaway one to start) and the Qdrant Edge repeat of a store test. The other tests
+# that took over ~1 s in a full `--durations=0` run (subprocesses, kills and lock waits, large
+# catalogs, memory bounds) carry `@pytest.mark.slow` (or a module-wide `pytestmark`) in their module.
+# The full suite (`python -m pytest`, as in .ci/run) still runs every test.
+_SLOW_BY_NATURE = ("model", "dagster", "postgres")
+_SLOW_FIXTURES = frozenset({"postgres_url", "real_embedder"})
+
+
+def _on_qdrant_edge(item: pytest.Item) -> bool:
+    """The Edge case of a store parametrization: `qdrant_engine`/`engine` "edge", `any_store` "sqlite-edge"."""
+    callspec = getattr(item, "callspec", None)
+    values = callspec.params.values() if callspec is not None else ()
+    return any(isinstance(value, str) and (value == "edge" or value.endswith("-edge")) for value in values)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if (
+            any(item.get_closest_marker(name) for name in _SLOW_BY_NATURE)
+            or not _SLOW_FIXTURES.isdisjoint(getattr(item, "fixturenames", ()))
+            or _on_qdrant_edge(item)
+        ):
+            item.add_marker(pytest.mark.slow)
+
+
 @pytest.fixture(scope="session")
 def postgres_url() -> Iterator[str]:
     try:

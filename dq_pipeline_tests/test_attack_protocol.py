@@ -150,6 +150,7 @@ def record_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     return url
 
 
+@pytest.mark.slow
 def test_a_run_that_lost_its_lock_after_committing_never_deletes_points_the_new_owner_commits(record_url: str) -> None:
     """Run A commits V2, then loses its lock; its retirement of V1's points goes on regardless
     (`journal.finish_own` in protocol._write checks no ownership) and its delete request is slow on

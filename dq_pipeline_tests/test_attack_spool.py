@@ -58,6 +58,7 @@ def test_a_parse_of_one_catalog_keeps_the_spool_of_a_catalog_whose_id_extends_it
         assert len(list(storage.rglob("*.entries.sqlite"))) == 2  # one kept spool per partition
 
 
+@pytest.mark.slow
 def test_a_spooled_parse_reports_a_duplicate_of_a_refused_entry_as_a_list_parse_does(tmp_path: Path) -> None:
     """The builder remembers a key's hash before it refuses the entry (payload over PAYLOAD_MAX_BYTES),
     but the refused entry never reaches the spool: on the duplicate the hash hits, the spool lookup
@@ -123,6 +124,7 @@ def test_a_write_step_that_loaded_its_spool_survives_a_newer_parse_deleting_it(t
         assert store.sync("c", loaded, HashingEmbedder()).inserted == 5
 
 
+@pytest.mark.slow
 def test_a_killed_process_leaves_no_entry_spool_behind_after_the_next_sync(tmp_path: Path) -> None:
     """A spool is deleted by a finalizer, and a plan by `close`: a SIGKILL (OOM killer, the crash
     test's kills) runs neither. Measured with `dq-pipeline sync` killed mid-write on 30k entries:

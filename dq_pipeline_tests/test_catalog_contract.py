@@ -143,6 +143,7 @@ def refuse_in_fresh_process(root: Path, catalog_id: str) -> dict:
     return json.loads(done.stdout)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(CONTRACT))
 def test_refuses_deep_nesting_by_name_in_bounded_memory(tmp_path: Path, name: str) -> None:
     relative, source = CONTRACT[name]

@@ -45,6 +45,7 @@ def test_a_spooled_parse_reads_back_what_a_list_parse_returns(catalog_dir: Path)
         assert parsed.entries[-1] == parse_catalog(file)[-1]
 
 
+@pytest.mark.slow
 def test_a_spool_file_lives_as_long_as_its_owner(tmp_path: Path) -> None:
     spool = EntrySpool.of([Entry("a", "column", "x"), Entry("b", "column", "y")])
     path = spool.path

@@ -672,6 +672,7 @@ def _peak_parse_memory(root: Path, code_size: int) -> tuple[int, int]:
     return peak, len(text)
 
 
+@pytest.mark.slow
 def test_large_single_line_manifest_streams_in_bounded_memory(tmp_path: Path) -> None:
     """Memory follows the entries, not the file: 30x more SQL in the file costs (almost) nothing."""
     small_peak, small_size = _peak_parse_memory(tmp_path / "small", 200)

@@ -185,6 +185,7 @@ def test_catalog_ids_cannot_climb_out_of_the_folder(tmp_path: Path, catalog_id: 
     ],
     ids=lambda c: c[0],
 )
+@pytest.mark.slow
 def test_cli_refuses_a_climbing_catalog_id_with_exit_2(tmp_path: Path, command: tuple[str, ...]) -> None:
     (tmp_path / "catalogs").mkdir()
     env = cli_env(tmp_path, f"sqlite:///{tmp_path / 'dq.sqlite3'}", tmp_path / "catalogs")
@@ -303,6 +304,7 @@ def measure_parse(root: Path, catalog_id: str) -> dict:
     return json.loads(done.stdout)
 
 
+@pytest.mark.slow
 def test_many_tiny_rows_parse_in_bounded_memory(tmp_path: Path) -> None:
     """100,000 one-line rows (the million-row figure is in benchmarks/hostile_input.py and docs/RELIABILITY.md)."""
     rows = 100_000
@@ -335,6 +337,7 @@ def _read_records(*path: Path) -> dict:
     return json.loads(done.stdout)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("suffix", [".jsonl", ".csv"])
 def test_line_based_catalogs_are_read_in_memory_bounded_by_the_longest_line(tmp_path: Path, suffix: str) -> None:
     """A ~100 MB file of 200,000 records is read (records only, no entries built) with a peak far
@@ -454,6 +457,7 @@ COMMANDS = [
 ]
 
 
+@pytest.mark.slow
 def test_secrets_never_appear_when_the_stores_are_unreachable(tmp_path: Path) -> None:
     """Errors from drivers and clients, tracebacks included (`--verbose`), never show the password."""
     (tmp_path / "catalogs").mkdir()
@@ -484,6 +488,7 @@ def test_secrets_never_appear_when_the_stores_are_unreachable(tmp_path: Path) ->
     ],
     ids=["bad-port", "bad-host", "bad-dialect"],
 )
+@pytest.mark.slow
 def test_secrets_never_appear_for_malformed_database_urls(tmp_path: Path, url: str) -> None:
     (tmp_path / "catalogs").mkdir()
     env = cli_env(tmp_path, url, tmp_path / "catalogs")
@@ -660,6 +665,7 @@ print(json.dumps(outcome))
 """
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", list(NESTED))
 def test_deep_nesting_and_alias_bombs_are_refused_by_name_in_bounded_memory_and_time(tmp_path: Path, name: str) -> None:
     """Issue 12 items 4-6: refused as CatalogError (never RecursionError), naming file, line and reason,
@@ -707,6 +713,7 @@ def test_a_flood_of_problems_is_capped_with_short_locations(tmp_path: Path) -> N
     assert "…" in shown and len(shown) < 400 and shown.endswith(".children[0]: bad")
 
 
+@pytest.mark.slow
 def test_huge_value_is_kept_whole_in_the_payload_and_bounded_in_the_text(tmp_path: Path) -> None:
     """Issue 12 item 8 (a 38 MB DCAT `spatial` in the field; 3 MB here): accepted with warnings."""
     spatial = {"type": "Polygon", "coordinates": [[[i * 0.001, 40.0] for i in range(120_000)]]}
@@ -724,6 +731,7 @@ def test_huge_value_is_kept_whole_in_the_payload_and_bounded_in_the_text(tmp_pat
     assert "field `spatial`" in reasons[1] and "stored whole in the record" in reasons[1]
 
 
+@pytest.mark.slow
 def test_an_entry_payload_over_64_mib_is_refused_by_name() -> None:
     from dq_pipeline.catalog.builder import EntryCollector
 

@@ -18,6 +18,9 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from .cli_helpers import run, run_json
 
+# slow: every test here runs the CLI and its HTTP endpoint in processes of their own (see conftest).
+pytestmark = pytest.mark.slow
+
 DQ_EXE = str(Path(sys.executable).with_name("dq-pipeline"))
 HASHING = "hashing:32"
 

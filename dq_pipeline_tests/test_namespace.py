@@ -98,6 +98,7 @@ class Deployment:
         return json.loads(self.dq(*args, "--json", expect=expect))
 
 
+@pytest.mark.slow
 def test_verify_and_repair_in_one_namespace_never_touch_the_other(tmp_path: Path, qdrant: FakeQdrant, monkeypatch: pytest.MonkeyPatch) -> None:
     prod = Deployment(tmp_path / "prod", qdrant.url, None, monkeypatch)  # the default namespace, "dq"
     staging = Deployment(tmp_path / "staging", qdrant.url, "dq-staging", monkeypatch)  # "dq" is a prefix of it
@@ -147,6 +148,7 @@ def test_verify_and_repair_in_one_namespace_never_touch_the_other(tmp_path: Path
     assert staging.json("verify")["in_sync"] is True
 
 
+@pytest.mark.slow
 def test_a_namespace_changed_in_place_is_refused(
     tmp_path: Path, qdrant: FakeQdrant, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -57,6 +57,7 @@ def served(database_url: str, catalog_id: str) -> tuple[str, int]:
         engine.dispose()
 
 
+@pytest.mark.slow
 def test_refused_catalog_is_recorded_shown_and_cleared(cli_env: dict[str, str], database_url: str, tmp_path: Path) -> None:
     folder = tmp_path / "elsewhere"
     folder.mkdir()
@@ -109,6 +110,7 @@ def test_refused_catalog_is_recorded_shown_and_cleared(cli_env: dict[str, str], 
     assert after["catalogs"]["bootstrap_mce"]["warning_count"] == 1  # untouched by the other catalog's sync
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 def test_refused_file_that_served_nothing_is_forgotten_once_removed(cli_env: dict[str, str], tmp_path: Path) -> None:
     folder = tmp_path / "cats"
@@ -124,6 +126,7 @@ def test_refused_file_that_served_nothing_is_forgotten_once_removed(cli_env: dic
     assert dq_json(cli_env, tmp_path, "status")["refused"] == {}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 def test_many_warnings_are_capped_with_their_exact_count(cli_env: dict[str, str], tmp_path: Path) -> None:
     """150 duplicate dbt columns: more than the reader keeps (100) and the step lists (50)."""
@@ -143,6 +146,7 @@ def test_many_warnings_are_capped_with_their_exact_count(cli_env: dict[str, str]
     assert "schema: 151 entries" in shown and "150 warning(s)" in shown and "    ... and 145 more warning(s)" in shown
 
 
+@pytest.mark.slow
 def test_tables_register_before_create_schema_by_any_import_path(tmp_path: Path) -> None:
     """Importing only the schema module (as a migration script would) still creates the new tables:
     the package's __init__ registers them on `metadata` first."""

@@ -51,7 +51,8 @@ from .test_protocol import CATALOG, V1, V2, assert_in_sync, assert_state, journa
 API_KEY = "qdrant-test-api-key-7f3a"
 DQ_EXE = str(Path(sys.executable).with_name("dq-pipeline"))
 
-pytestmark = pytest.mark.filterwarnings("ignore:Api key is used with an insecure connection")
+# slow: every test here kills, restarts or waits on processes, locks or a server (see conftest).
+pytestmark = [pytest.mark.slow, pytest.mark.filterwarnings("ignore:Api key is used with an insecure connection")]
 
 
 def _conninfo(url: str) -> str:
