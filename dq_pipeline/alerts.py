@@ -13,6 +13,7 @@ import json
 import logging
 import threading
 import urllib.request
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from .errors import redact
@@ -41,24 +42,34 @@ def post(url: str, body: dict[str, Any], timeout: float = TIMEOUT_S) -> bool:
     would hold the caller (a sensor evaluation, the global check) indefinitely, so the request runs in
     a daemon thread that is abandoned at the deadline. No error text carries the URL (its path is the
     webhook's token)."""
+
+    def attempt() -> bool:
+        if not url.lower().startswith(("http://", "https://")):
+            raise ValueError("the webhook URL is not an http(s) URL")
+        request = urllib.request.Request(url, data=json.dumps(body).encode(), headers={"Content-Type": "application/json"}, method="POST")
+        with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310 - the configured webhook (http or https)
+            return 200 <= response.status < 300
+
+    return within(timeout, "post the alert to the webhook", attempt, url_secrets(url))
+
+
+def within(timeout: float, what: str, attempt: Callable[[], bool], secrets: Sequence[str] = (), logger: logging.Logger = log) -> bool:
+    """`attempt()` in a daemon thread abandoned after `timeout` seconds; its answer, or False (one
+    warning line on `logger`, redacted) if it raised or did not finish in time. Never raises."""
     outcome: list[bool] = []
 
-    def attempt() -> None:
+    def run() -> None:
         try:
-            if not url.lower().startswith(("http://", "https://")):
-                raise ValueError("the webhook URL is not an http(s) URL")
-            request = urllib.request.Request(url, data=json.dumps(body).encode(), headers={"Content-Type": "application/json"}, method="POST")
-            with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310 - the configured webhook (http or https)
-                outcome.append(200 <= response.status < 300)
+            outcome.append(bool(attempt()))
         except Exception as exc:
-            log.warning("could not post the alert to the webhook: %s", redact(f"{type(exc).__name__}: {exc}", url_secrets(url)))
+            logger.warning("could not %s: %s", what, redact(f"{type(exc).__name__}: {exc}", secrets))
             outcome.append(False)
 
-    worker = threading.Thread(target=attempt, name="dq-alert-post", daemon=True)
+    worker = threading.Thread(target=run, name=f"dq-{what.split()[0]}", daemon=True)
     worker.start()
     worker.join(timeout)
     if worker.is_alive():
-        log.warning("could not post the alert to the webhook: no complete answer within %g s", timeout)
+        logger.warning("could not %s: no complete answer within %g s", what, timeout)
         return False
     return bool(outcome and outcome[0])
 

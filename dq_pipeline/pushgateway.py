@@ -29,7 +29,7 @@ from urllib.parse import urlsplit, urlunsplit
 from prometheus_client import CollectorRegistry, Gauge, push_to_gateway, pushadd_to_gateway
 from prometheus_client.exposition import basic_auth_handler, default_handler
 
-from .alerts import url_secrets
+from .alerts import url_secrets, within
 from .errors import redact
 
 log = logging.getLogger(__name__)
@@ -43,27 +43,16 @@ def push(url: str, registry: CollectorRegistry, grouping_key: Mapping[str, str] 
     POSTs (only the metrics of these names are replaced). True if the gateway accepted it within
     `timeout` seconds in all (the request runs in a daemon thread abandoned at the deadline: urllib's
     timeout bounds each socket operation, not the request)."""
-    outcome: list[bool] = []
-    secrets = url_secrets(url)
+    secrets = url_secrets(url)  # the password is added once parsed, so a failure's text never shows it
 
-    def attempt() -> None:
-        try:
-            gateway, handler, password = _gateway(url)
-            secrets.append(password)
-            send = push_to_gateway if replace else pushadd_to_gateway
-            send(gateway, job=JOB, registry=registry, grouping_key=dict(grouping_key or {}), timeout=timeout, handler=handler)
-            outcome.append(True)
-        except Exception as exc:
-            log.warning("could not push the metrics to the Pushgateway: %s", redact(f"{type(exc).__name__}: {exc}", secrets))
-            outcome.append(False)
+    def attempt() -> bool:
+        gateway, handler, password = _gateway(url)
+        secrets.append(password)
+        send = push_to_gateway if replace else pushadd_to_gateway
+        send(gateway, job=JOB, registry=registry, grouping_key=dict(grouping_key or {}), timeout=timeout, handler=handler)
+        return True
 
-    worker = threading.Thread(target=attempt, name="dq-pushgateway", daemon=True)
-    worker.start()
-    worker.join(timeout)
-    if worker.is_alive():
-        log.warning("could not push the metrics to the Pushgateway: no complete answer within %g s", timeout)
-        return False
-    return bool(outcome and outcome[0])
+    return within(timeout, "push the metrics to the Pushgateway", attempt, secrets, logger=log)
 
 
 def _gateway(url: str) -> tuple[str, Callable[..., Callable[[], None]], str]:
