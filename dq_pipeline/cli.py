@@ -146,6 +146,8 @@ def _print_sync_line(catalog_id: str, r: dict[str, Any]) -> None:
         )
     else:
         click.echo(f"{catalog_id}: FAILED: {r['error']}", err=True)
+    if r.get("standby_error"):
+        click.echo(f"{catalog_id}: warning: {r['standby_error']}", err=True)
     _print_warnings(r.get("warnings") or [], r.get("warning_count") or 0)
 
 

@@ -50,6 +50,9 @@ class SyncCatalog(SyncCounts):
     error: str | None = None
     warnings: list[str] = []
     warning_count: int = 0
+    # Set while a standby model is built and this catalog's standby rows could not follow (the
+    # live commit stands; the build stays behind for it until a later sync succeeds).
+    standby_error: str | None = None
 
     @classmethod
     def counts_from_metadata(cls, metadata: Mapping[str, Any]) -> dict[str, int]:

@@ -191,14 +191,18 @@ WARNINGS_SHOWN = 20  # warnings listed per catalog in `sync` output; `warning_co
 def _row(run: ExecuteInProcessResult) -> SyncRow:
     """The catalog's line of `sync --json` (results.SyncCatalog), from its run's events."""
     counts: dict[str, int] = {}
+    standby_error = None
     for materialization in run.asset_materializations_for_node("catalog_index"):
         counts = SyncCatalog.counts_from_metadata(materialization.metadata)
+        if "standby_error" in materialization.metadata:
+            standby_error = str(materialization.metadata["standby_error"].value)
     warnings, warning_count = _warnings(run)
     return SyncCatalog(
         status="ok" if run.success else "failed",
         error=None if run.success else _first_error(run),
         warnings=warnings,
         warning_count=warning_count,
+        standby_error=standby_error,
         **counts,
     ).to_dict()
 

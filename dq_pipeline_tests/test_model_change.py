@@ -288,3 +288,28 @@ def test_cli_and_dagster_jobs_change_the_model_with_search_served_throughout(env
     refused = instance_defs.resolve_job_def(MODEL_SWITCH_JOB).execute_in_process(raise_on_error=False)
     assert not refused.success  # nothing to switch to: one clear failure, not retried
     assert run_json("verify")["in_sync"] and hits("customer") == everything
+
+
+def test_a_standby_that_could_not_follow_is_reported_by_sync_json_and_on_stderr(env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
+    """The live commit stands and the run succeeds, but a user scripting `sync --json` must see that
+    the build stays behind for this catalog (it used to be only in the Dagster log)."""
+    from unittest import mock
+
+    from click.testing import CliRunner
+
+    from dq_pipeline.cli import cli
+    from dq_pipeline.errors import StoreUnavailable
+    from dq_pipeline_tests.cli_helpers import run_json
+
+    monkeypatch.setenv("DQ_EMBEDDING_MODEL", "hashing:32")
+    assert run_json("sync")["ok"]
+    monkeypatch.setenv("DQ_EMBEDDING_MODEL", "hashing:48")
+    with mock.patch("dq_pipeline.sync.protocol.mirror_standby", side_effect=StoreUnavailable("qdrant went away")):
+        synced = run_json("sync", "--catalog", "crm/customers")
+        human = CliRunner().invoke(cli, ["sync", "--catalog", "crm/customers"], catch_exceptions=False)
+    row = synced["catalogs"]["crm/customers"]
+    assert synced["ok"] and row["status"] == "ok" and row["error"] is None
+    assert "test/hashing-48 stays behind for this catalog" in row["standby_error"] and "qdrant went away" in row["standby_error"]
+    assert human.exit_code == 0 and "crm/customers: warning: the standby model test/hashing-48 stays behind" in human.stderr
+    assert run_json("sync", "--catalog", "crm/customers")["catalogs"]["crm/customers"]["standby_error"] is None
+    assert run_json("model", "status")["standby"]["catalogs_done"] >= 1

@@ -4,8 +4,10 @@ mode) and over Qdrant Edge (`edge_client`, which speaks the client's interface).
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from functools import wraps
 from itertools import islice
 from typing import Any
 
@@ -97,15 +99,44 @@ def chunks(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
         yield items[start : start + size]
 
 
+class _Serialized:
+    """An embedded client whose calls are taken one at a time. qdrant-client's local mode keeps one
+    SQLite connection per collection and no lock: two threads of one process writing through it
+    (two stores sharing an index, a writer thread beside the planner) fail with SQLite's "cannot
+    start a transaction within a transaction" or interleave its in-memory state. A server client is
+    safe across threads and is not wrapped."""
+
+    def __init__(self, client: Any):
+        self._client = client
+        self._lock = threading.RLock()
+
+    def __getattr__(self, name: str) -> Any:
+        value = getattr(self._client, name)
+        if not callable(value):
+            return value
+
+        @wraps(value)
+        def serialized(*args: Any, **kwargs: Any) -> Any:
+            with self._lock:
+                return value(*args, **kwargs)
+
+        return serialized
+
+
+def _is_embedded(client: Any) -> bool:
+    options = getattr(client, "init_options", None) or {}
+    return bool(options.get("path") or options.get("location") == ":memory:")
+
+
 class QdrantIndex:
     def __init__(self, client: Any, prefix: str = "dq", batch_size: int = 256):
-        self.client = client
+        self.client = _Serialized(client) if _is_embedded(client) and not isinstance(client, _Serialized) else client
         self.prefix = prefix
         self.batch_size = batch_size
 
     @property
     def is_server(self) -> bool:
-        return not (self.client.init_options.get("path") or self.client.init_options.get("location") == ":memory:")
+        return not _is_embedded(self.client)
 
     def ensure_collection(self, name: str, dimension: int) -> None:
         _qdrant_call(f"collection {name}", self._ensure_collection, name, dimension)
