@@ -127,3 +127,31 @@ def test_the_whole_protocol_runs_on_the_in_memory_index(tmp_path) -> None:  # ty
         store.switch_model()
         assert store.search(b, v2[0].text, limit=1)[0].entry_key == v2[0].key
         assert store.verify("sales").in_sync and store.index.alias_target("dq_live") == store.collection_for(b)
+
+
+def test_one_index_is_safe_to_write_from_several_threads(index: VectorIndex) -> None:
+    """Two stores sharing one embedded client (and any writer thread beside the planner) call it
+    concurrently; qdrant-client's local mode alone fails that within a few hundred calls ("cannot
+    start a transaction within a transaction"), so the index serializes embedded clients."""
+    import threading
+    import uuid
+
+    index.ensure_collection("dq_t", 4)
+    errors: list[BaseException] = []
+
+    def churn(worker: int) -> None:
+        try:
+            for _ in range(60):
+                ids = [str(uuid.uuid4()) for _ in range(4)]
+                index.upsert("dq_t", [Point(i, np.ones(4, dtype=np.float32), {"catalog_id": f"c{worker}", "entry_key": i}) for i in ids])
+                index.unguarded_delete("dq_t", ids)
+        except BaseException as exc:  # noqa: BLE001 - reported to the test thread
+            errors.append(exc)
+
+    threads = [threading.Thread(target=churn, args=(n,)) for n in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(120)
+    assert errors == []
+    assert [p for page in index.pages_of_collection("dq_t") for p in page] == []  # every write and delete took effect
