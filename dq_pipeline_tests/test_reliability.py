@@ -739,3 +739,25 @@ def test_a_run_whose_lock_was_lost_cannot_have_its_points_deleted_by_the_next_ru
         assert_in_sync(pg_v1)
     finally:
         second.engine.dispose()
+
+
+def test_a_released_lock_session_goes_back_to_the_pool_with_the_servers_timeouts(postgres_url: str) -> None:
+    """The lock wait sets `lock_timeout` (and turns `idle_session_timeout` off) on its session; the
+    pool later lends that session to data transactions, which must wait for row locks as the
+    server is configured to, not fail after the lock's short timeout."""
+    from sqlalchemy import text
+
+    from dq_pipeline.sync.locks import catalog_lock
+
+    engine = open_record(postgres_url)
+    try:
+        engine.pool.dispose()
+        with engine.connect() as conn:
+            expected = conn.scalar(text("SELECT reset_val FROM pg_settings WHERE name = 'lock_timeout'"))
+        with catalog_lock(engine, "pool/leak", 0.25):
+            pass
+        for _ in range(engine.pool.size()):  # whichever pooled session the lock used
+            with engine.connect() as conn:
+                assert conn.scalar(text("SELECT setting FROM pg_settings WHERE name = 'lock_timeout'")) == expected
+    finally:
+        engine.dispose()

@@ -145,6 +145,11 @@ def _advisory_lock(engine: Engine, key: int, catalog_id: str, timeout_s: float) 
         finally:
             try:
                 conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": key})
+                # The pool hands this session to any later transaction: it must not inherit the
+                # lock wait's timeout (a commit waiting on a row lock would fail after it).
+                conn.execute(
+                    text("SELECT set_config(name, reset_val, false) FROM pg_settings WHERE name IN ('lock_timeout', 'idle_session_timeout')")
+                )
                 released = True
             except SQLAlchemyError as exc:
                 # The session ended during the run and the server released the lock with it. What
