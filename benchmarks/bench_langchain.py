@@ -107,7 +107,7 @@ def worker(spec: dict[str, Any]) -> dict[str, Any]:
     record_manager.create_schema()
     if spec["qdrant"] == "edge":
         sys.path.insert(0, spec["dq_root"])
-        from dq_pipeline.sync.edge_client import EdgeClient
+        from dq_pipeline.sync.stores.edge_client import EdgeClient
 
         client: Any = EdgeClient(workdir / "qdrant")
     else:

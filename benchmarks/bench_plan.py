@@ -1,11 +1,11 @@
 """The plan on disk against the plan it replaced, side by side in one process (issue 10 item 9).
 
 Old: the committed rows read into a dict and compared with a list of entries (`plan_changes` at
-8696abd, extracted with `git show 8696abd:dq_pipeline/sync/plan.py > dq_pipeline/sync/_old_plan.py`).
+8696abd, extracted with `git show 8696abd:dq_pipeline/sync/write/plan.py > dq_pipeline/sync/_old_plan.py`).
 New: the entries written to an entry spool, the plan joined in SQLite, the entries to embed read
 back. SQLite record + Qdrant Edge, hashing embedder, 1% of the entries changed.
 
-    git show 8696abd:dq_pipeline/sync/plan.py > dq_pipeline/sync/_old_plan.py
+    git show 8696abd:dq_pipeline/sync/write/plan.py > dq_pipeline/sync/_old_plan.py
     python benchmarks/bench_plan.py 100000
     rm dq_pipeline/sync/_old_plan.py
 """
@@ -18,7 +18,7 @@ from dq_pipeline.catalog import Entry, EntrySpool
 from dq_pipeline.embedding import HashingEmbedder
 from dq_pipeline.sync import SyncedStore
 from dq_pipeline.sync import _old_plan as old
-from dq_pipeline.sync.plan import plan_sync
+from dq_pipeline.sync.write.plan import plan_sync
 
 N = int(sys.argv[1])
 tmp = Path(tempfile.mkdtemp())

@@ -40,7 +40,7 @@ from dq_pipeline.definitions import build_definitions, resources_for  # noqa: E4
 from dq_pipeline.defs.partitions import catalog_partitions  # noqa: E402
 from dq_pipeline.settings import Settings  # noqa: E402
 from dq_pipeline.sync import open_record  # noqa: E402
-from dq_pipeline.sync.schema import catalogs  # noqa: E402
+from dq_pipeline.sync.stores.schema import catalogs  # noqa: E402
 
 CSV = "table,column,kind,type,description\nt{i},,table,,Table number {i}.\nt{i},id,column,bigint,Key of table {i}.\n"
 

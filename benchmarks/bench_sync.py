@@ -136,7 +136,7 @@ def _dq_worker(spec: dict[str, Any]) -> dict[str, Any]:
 def _point_ids(store) -> list[tuple[str, str]]:
     from sqlalchemy import select
 
-    from dq_pipeline.sync.schema import entries
+    from dq_pipeline.sync.stores.schema import entries
 
     with store.engine.connect() as conn:
         query = select(entries.c.collection, entries.c.point_id).where(entries.c.catalog_id == CATALOG_ID).order_by(entries.c.entry_key)
@@ -153,8 +153,8 @@ def _naive_worker(spec: dict[str, Any]) -> dict[str, Any]:
     from sqlalchemy import Column, LargeBinary, String, Text, create_engine
     from sqlalchemy.orm import Session, declarative_base
 
-    from dq_pipeline.sync.database import normalise_url
-    from dq_pipeline.sync.qdrant_index import open_qdrant
+    from dq_pipeline.sync.stores.database import normalise_url
+    from dq_pipeline.sync.stores.qdrant_index import open_qdrant
 
     base = declarative_base()
 

@@ -208,7 +208,7 @@ def snapshot(database_url: str, qdrant_path: str | None = None, qdrant_url: str 
     from sqlalchemy import select
 
     from dq_pipeline.sync import SyncedStore
-    from dq_pipeline.sync.schema import entries, journal, rejections
+    from dq_pipeline.sync.stores.schema import entries, journal, rejections
 
     with SyncedStore.open(database_url, qdrant_path=qdrant_path, qdrant_url=qdrant_url) as store:
         rows: dict[str, dict[str, Row]] = {}

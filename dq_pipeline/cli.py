@@ -169,7 +169,7 @@ def _sync_printer(settings: Settings) -> Callable[[str, dict[str, Any]], None]:
 
 def _exact_warning_counts(settings: Settings, results: dict[str, dict[str, Any]]) -> None:
     """The parse step's metadata counts the reader's cap (100 warnings, then one line counting the
-    rest); past it the exact count is the one the write step recorded (sync/refusals.py)."""
+    rest); past it the exact count is the one the write step recorded (sync/services/refusals.py)."""
     from .catalog.notices import MAX_WARNINGS
 
     capped = [cid for cid, r in results.items() if r["status"] == "ok" and r.get("warning_count", 0) > MAX_WARNINGS]

@@ -210,7 +210,7 @@ def _row(run: ExecuteInProcessResult) -> SyncRow:
 def _warnings(run: ExecuteInProcessResult) -> tuple[list[str], int]:
     """What the parse step tolerated (its `warning_list` metadata, the first 50 as "file:line:
     reason"): the first `WARNINGS_SHOWN` and the count the step reported."""
-    from .sync.refusals import warning_lines
+    from .sync.services.refusals import warning_lines
 
     for materialization in run.asset_materializations_for_node("catalog_entries"):
         meta = materialization.metadata

@@ -211,7 +211,7 @@ def check_namespace(engine: Any, namespace: str) -> None:
     """
     from sqlalchemy import select
 
-    from .sync.schema import entries
+    from .sync.stores.schema import entries
 
     with engine.connect() as conn:
         foreign = conn.scalar(select(entries.c.collection).where(~entries.c.collection.startswith(f"{namespace}_", autoescape=True)).limit(1))

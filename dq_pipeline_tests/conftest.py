@@ -18,7 +18,7 @@ from sqlalchemy import create_engine
 
 from dq_pipeline.embedding import HashingEmbedder
 from dq_pipeline.sync import SyncedStore
-from dq_pipeline.sync.schema import metadata
+from dq_pipeline.sync.stores.schema import metadata
 
 from .pg_server import provide_postgres_url
 

@@ -1,4 +1,4 @@
-"""Adversarial tests of the zero-downtime model change (sync/model_roles.py).
+"""Adversarial tests of the zero-downtime model change (sync/write/model_roles.py).
 
 Each test is an attack on one guarantee of the blue/green model change, with real parts: SQLite
 and PostgreSQL, qdrant-client's local mode (or the FakeQdrant REST server where a crash needs the
@@ -17,7 +17,7 @@ from dq_pipeline.catalog import Entry
 from dq_pipeline.embedding import HashingEmbedder
 from dq_pipeline.errors import ModelSwitched, StoreUnavailable
 from dq_pipeline.sync import Hooks, SyncedStore, model_roles
-from dq_pipeline.sync.schema import ENTRY_TABLES
+from dq_pipeline.sync.stores.schema import ENTRY_TABLES
 
 A = HashingEmbedder(32, "test/model-a")
 B = HashingEmbedder(48, "test/model-b")
@@ -224,7 +224,7 @@ def test_the_standby_models_vectors_left_in_the_vector_cache_are_never_evicted(l
     from sqlalchemy import func
 
     from dq_pipeline.sync import vector_cache
-    from dq_pipeline.sync.schema import vector_cache as cache_table
+    from dq_pipeline.sync.stores.schema import vector_cache as cache_table
 
     store = live_a
     catalog_id, items = next(iter(CATALOGS.items()))

@@ -12,7 +12,7 @@ from sqlalchemy import func, select, text
 from dq_pipeline.catalog import Entry
 from dq_pipeline.errors import ConfigurationError, LockLost
 from dq_pipeline.sync import Hooks, SyncedStore, model_roles
-from dq_pipeline.sync.schema import entries, standby
+from dq_pipeline.sync.stores.schema import entries, standby
 
 from .test_attack_model_change import (
     CATALOGS,

@@ -10,7 +10,7 @@ import time
 import pytest
 
 from dq_pipeline import alerts
-from dq_pipeline.sync.database import make_engine, normalise_url
+from dq_pipeline.sync.stores.database import make_engine, normalise_url
 
 TOKEN = "T0ATTACK/B0ATTACK/SECRETxTOKENxATTACK"
 

@@ -21,7 +21,7 @@ from sqlalchemy import create_engine, text
 from dq_pipeline.catalog import read_catalog
 from dq_pipeline.defs import sensors
 from dq_pipeline.sync import SyncedStore
-from dq_pipeline.sync.schema import entries
+from dq_pipeline.sync.stores.schema import entries
 
 from .conftest import FIXTURES
 from .test_sensors_folder import (  # noqa: F401  (fixtures)

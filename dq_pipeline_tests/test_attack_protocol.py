@@ -32,7 +32,7 @@ def _dq(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
 @pytest.mark.dagster
 def test_password_as_url_query_parameter_never_reaches_output_or_the_dagster_instance(postgres_url: str, tmp_path: Path) -> None:
     """libpq and psycopg take the password from `?password=` as well as from `user:password@`;
-    `redact_url` (sync/database.py) masks only the latter, so `status` prints the password and the
+    `redact_url` (sync/stores/database.py) masks only the latter, so `status` prints the password and the
     `database` metadata of every materialization stores it in the Dagster instance."""
     reset_postgres(postgres_url)
     url = make_url(postgres_url).update_query_dict({"password": PASSWORD}).render_as_string(hide_password=False)
@@ -164,7 +164,7 @@ def test_a_run_that_lost_its_lock_after_committing_never_deletes_points_the_new_
 
     from dq_pipeline.embedding import HashingEmbedder
     from dq_pipeline.sync import Hooks, SyncedStore, open_record
-    from dq_pipeline.sync.qdrant_index import QdrantIndex
+    from dq_pipeline.sync.stores.qdrant_index import QdrantIndex
 
     from .fake_qdrant import FakeQdrant
     from .test_protocol import CATALOG, V1, V2, assert_never_missing
@@ -279,7 +279,7 @@ def test_a_store_opened_in_another_namespace_never_writes_outside_it(tmp_path: P
     from dq_pipeline.embedding import HashingEmbedder
     from dq_pipeline.errors import ConfigurationError
     from dq_pipeline.sync import SyncedStore, open_record
-    from dq_pipeline.sync.qdrant_index import QdrantIndex
+    from dq_pipeline.sync.stores.qdrant_index import QdrantIndex
 
     embedder = HashingEmbedder()
     sales = [Entry(f"orders.c{i}", "column", f"column c{i} of the orders table", {"i": i}) for i in range(4)]

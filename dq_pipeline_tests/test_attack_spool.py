@@ -1,4 +1,4 @@
-"""Attacks on entries on disk (catalog/spool.py, catalog/builder.py, sync/plan.py, defs/io.py).
+"""Attacks on entries on disk (catalog/spool.py, catalog/builder.py, sync/write/plan.py, defs/io.py).
 
 Each test names what it breaks; real stores and real Dagster runs, no mocks.
 """

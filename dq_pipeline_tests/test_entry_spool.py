@@ -1,4 +1,4 @@
-"""Entries on disk (catalog/spool.py, sync/plan.py, defs/io.py): a spooled parse refuses what a
+"""Entries on disk (catalog/spool.py, sync/write/plan.py, defs/io.py): a spooled parse refuses what a
 list parse refuses, with the same words; a spool's file lives exactly as long as it should; and a
 run whose steps are separate processes (the multiprocess executor, as the daemon runs it) hands the
 entries from step to step, also to a re-execution of the write step alone."""

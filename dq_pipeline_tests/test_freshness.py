@@ -17,8 +17,8 @@ from dq_pipeline.defs.freshness import freshness_hours
 from dq_pipeline.defs.partitions import catalog_partitions
 from dq_pipeline.settings import ConfigError, Settings
 from dq_pipeline.sync import open_record
-from dq_pipeline.sync.refusals import reads
-from dq_pipeline.sync.schema import catalogs
+from dq_pipeline.sync.services.refusals import reads
+from dq_pipeline.sync.stores.schema import catalogs
 
 pytestmark = [pytest.mark.dagster]
 HASHING = "hashing:32"

@@ -21,8 +21,8 @@ from dq_pipeline.catalog import ABSENT, Entry
 from dq_pipeline.embedding import HashingEmbedder
 from dq_pipeline.errors import LockLost, StaleSource
 from dq_pipeline.sync import Hooks, Source, SyncedStore, SyncFailed, open_record
-from dq_pipeline.sync.qdrant_index import QdrantIndex
-from dq_pipeline.sync.schema import ACTIVE, REJECTED, catalogs, entries
+from dq_pipeline.sync.stores.qdrant_index import QdrantIndex
+from dq_pipeline.sync.stores.schema import ACTIVE, REJECTED, catalogs, entries
 
 from .conftest import reset_postgres
 from .fake_qdrant import FakeQdrant
@@ -371,11 +371,11 @@ def test_every_deletion_of_points_goes_through_the_guard() -> None:
     # Qdrant's raw delete is called only inside the index adapter (QdrantIndex.unguarded_delete; the
     # Edge adapter implements the client's interface), and unguarded_delete only from guard.py.
     # (SQLAlchemy's `delete(table)` is a function, not a method call, so it does not count here.)
-    assert set(_calls("unguarded_delete")) == {"sync/guard.py"}
-    assert set(_calls("delete")) <= {"sync/qdrant_index.py", "sync/edge_client.py"}
+    assert set(_calls("unguarded_delete")) == {"sync/write/guard.py"}
+    assert set(_calls("delete")) <= {"sync/stores/qdrant_index.py", "sync/stores/edge_client.py"}
     # A whole collection goes only through guard.drop_collection (a dropped standby model's).
-    assert set(_calls("unguarded_drop")) == {"sync/guard.py"}
-    assert set(_calls("delete_collection")) <= {"sync/qdrant_index.py"}
+    assert set(_calls("unguarded_drop")) == {"sync/write/guard.py"}
+    assert set(_calls("delete_collection")) <= {"sync/stores/qdrant_index.py"}
 
 
 # --- 11. remove_catalog does nothing once the catalog's file has come back ------------------------------------

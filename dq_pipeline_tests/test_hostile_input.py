@@ -33,7 +33,7 @@ from dq_pipeline.catalog import (
 from dq_pipeline.catalog.builder import TEXT_MAX_CHARS
 from dq_pipeline.embedding import HashingEmbedder
 from dq_pipeline.sync import SyncedStore
-from dq_pipeline.sync.schema import entries as entries_table
+from dq_pipeline.sync.stores.schema import entries as entries_table
 
 from .conftest import REPO, reset_postgres
 from .fake_qdrant import FakeQdrant

@@ -1,4 +1,4 @@
-"""The zero-downtime model change (sync/model_roles.py): a recorded live model, a standby built
+"""The zero-downtime model change (sync/write/model_roles.py): a recorded live model, a standby built
 beside it through the same protocol, one atomic switch, an instant rollback, drop-old.
 
 Every test runs on SQLite and PostgreSQL, with qdrant-client's local mode and Qdrant Edge.
@@ -17,7 +17,7 @@ from dq_pipeline.catalog import Entry
 from dq_pipeline.embedding import HashingEmbedder
 from dq_pipeline.errors import ConfigurationError, ModelSwitched
 from dq_pipeline.sync import Hooks, SimulatedCrash, SyncedStore, SyncFailed, model_roles
-from dq_pipeline.sync.schema import entries, standby
+from dq_pipeline.sync.stores.schema import entries, standby
 
 A = HashingEmbedder(32, "test/model-a")
 B = HashingEmbedder(48, "test/model-b")
@@ -304,7 +304,7 @@ def test_a_standby_that_could_not_follow_is_reported_by_sync_json_and_on_stderr(
     monkeypatch.setenv("DQ_EMBEDDING_MODEL", "hashing:32")
     assert run_json("sync")["ok"]
     monkeypatch.setenv("DQ_EMBEDDING_MODEL", "hashing:48")
-    with mock.patch("dq_pipeline.sync.protocol.mirror_standby", side_effect=StoreUnavailable("qdrant went away")):
+    with mock.patch("dq_pipeline.sync.write.protocol.mirror_standby", side_effect=StoreUnavailable("qdrant went away")):
         synced = run_json("sync", "--catalog", "crm/customers")
         human = CliRunner().invoke(cli, ["sync", "--catalog", "crm/customers"], catch_exceptions=False)
     row = synced["catalogs"]["crm/customers"]

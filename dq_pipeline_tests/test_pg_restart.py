@@ -26,7 +26,7 @@ import pytest
 
 from dq_pipeline.embedding import HashingEmbedder
 from dq_pipeline.sync import Hooks, SyncedStore, SyncFailed
-from dq_pipeline.sync.locks import LockLost
+from dq_pipeline.sync.write.locks import LockLost
 
 from .conftest import postgres_unavailable, reset_postgres
 from .pg_server import ThrowawayServer, _conninfo, throwaway_server

@@ -20,9 +20,9 @@ from dq_pipeline.catalog import Entry
 from dq_pipeline.embedding import HashingEmbedder
 from dq_pipeline.errors import ModelUnavailable
 from dq_pipeline.sync import Hooks, SimulatedCrash, SyncedStore, SyncFailed
-from dq_pipeline.sync.schema import entries as entries_table
-from dq_pipeline.sync.schema import journal as journal_table
-from dq_pipeline.sync.schema import standby as standby_table
+from dq_pipeline.sync.stores.schema import entries as entries_table
+from dq_pipeline.sync.stores.schema import journal as journal_table
+from dq_pipeline.sync.stores.schema import standby as standby_table
 
 CATALOG = "warehouse/orders"
 

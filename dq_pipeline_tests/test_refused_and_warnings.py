@@ -19,7 +19,7 @@ import pytest
 from sqlalchemy import inspect
 
 from dq_pipeline.sync import open_record, refusals
-from dq_pipeline.sync.schema import catalogs, metadata
+from dq_pipeline.sync.stores.schema import catalogs, metadata
 
 EXE = Path(sys.executable).with_name("dq-pipeline")
 BOOTSTRAP = Path(__file__).resolve().parent / "fixtures" / "open" / "datahub" / "bootstrap_mce.json"
@@ -152,7 +152,7 @@ def test_tables_register_before_create_schema_by_any_import_path(tmp_path: Path)
     the package's __init__ registers them on `metadata` first."""
     db = tmp_path / "fresh.sqlite3"
     code = (
-        "from sqlalchemy import create_engine; from dq_pipeline.sync.schema import create_schema; "
+        "from sqlalchemy import create_engine; from dq_pipeline.sync.stores.schema import create_schema; "
         f"create_schema(create_engine('sqlite:///{db}'))"
     )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=120)

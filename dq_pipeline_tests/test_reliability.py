@@ -40,9 +40,9 @@ from sqlalchemy.engine import make_url
 
 from dq_pipeline.embedding import HashingEmbedder
 from dq_pipeline.sync import Hooks, SyncedStore, SyncFailed, open_record
-from dq_pipeline.sync.locks import LockLost
-from dq_pipeline.sync.qdrant_index import QdrantIndex
-from dq_pipeline.sync.schema import journal as journal_table
+from dq_pipeline.sync.stores.qdrant_index import QdrantIndex
+from dq_pipeline.sync.stores.schema import journal as journal_table
+from dq_pipeline.sync.write.locks import LockLost
 
 from .conftest import REPO, reset_postgres
 from .fake_qdrant import FakeQdrant
@@ -122,7 +122,7 @@ def test_killed_dq_pipeline_processes_leave_one_version_and_recover(postgres_url
 LOCK_HOLDER = r"""
 import json, sys, time
 from dq_pipeline.sync import open_record
-from dq_pipeline.sync.locks import LockTimeout, catalog_lock
+from dq_pipeline.sync.write.locks import LockTimeout, catalog_lock
 
 url, catalog, hold, timeout = sys.argv[1], sys.argv[2], float(sys.argv[3]), float(sys.argv[4])
 engine = open_record(url)  # the schema holds the catalogs' fencing epochs
@@ -747,7 +747,7 @@ def test_a_released_lock_session_goes_back_to_the_pool_with_the_servers_timeouts
     server is configured to, not fail after the lock's short timeout."""
     from sqlalchemy import text
 
-    from dq_pipeline.sync.locks import catalog_lock
+    from dq_pipeline.sync.write.locks import catalog_lock
 
     engine = open_record(postgres_url)
     try:

@@ -18,7 +18,7 @@ CATALOG = "warehouse/orders"
 def statuses(store: SyncedStore) -> dict[str, str]:
     from sqlalchemy import select
 
-    from dq_pipeline.sync.schema import entries
+    from dq_pipeline.sync.stores.schema import entries
 
     with store.engine.connect() as conn:
         return dict(conn.execute(select(entries.c.entry_key, entries.c.status).where(entries.c.catalog_id == CATALOG)).all())
@@ -98,7 +98,7 @@ def test_search_never_shows_rejected_or_stale_points(store: SyncedStore, embedde
     assert target.key not in {h.entry_key for h in store.search(embedder, target.text, limit=6)}
 
     orphan = Entry(key="orders.ghost", kind="column", text=V1[3].text + " ghost", payload={})
-    from dq_pipeline.sync.protocol import _point
+    from dq_pipeline.sync.write.protocol import _point
 
     store.index.upsert(store.collection_for(embedder), [_point(CATALOG, orphan, embedder.model_id, embedder.embed([orphan.text])[0])])
     assert "orders.ghost" not in {h.entry_key for h in store.search(embedder, orphan.text, limit=6)}

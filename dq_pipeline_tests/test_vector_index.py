@@ -1,4 +1,4 @@
-"""The search index's contract (sync/vector_index.py), held by every implementation: qdrant-client's
+"""The search index's contract (sync/stores/vector_index.py), held by every implementation: qdrant-client's
 local mode, Qdrant Edge, the REST path (against the suite's Qdrant stand-in server), and the
 in-memory index shipped in the package. Then the whole protocol on the in-memory index."""
 
@@ -13,7 +13,7 @@ from dq_pipeline.catalog import Entry
 from dq_pipeline.embedding import HashingEmbedder
 from dq_pipeline.errors import ConfigurationError
 from dq_pipeline.sync import InMemoryIndex, SyncedStore, VectorIndex
-from dq_pipeline.sync.qdrant_index import ANY_WRITER, Point, QdrantIndex, open_qdrant
+from dq_pipeline.sync.stores.qdrant_index import ANY_WRITER, Point, QdrantIndex, open_qdrant
 
 from .fake_qdrant import FakeQdrant
 

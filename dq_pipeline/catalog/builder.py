@@ -9,7 +9,7 @@ a warning: the embedding model reads only its maximum sequence length (256 word 
 1,000-1,500 characters, for all-MiniLM-L6-v2; 512-8,192 tokens for larger models), so nothing a
 search can find is lost, and what is stored, hashed and sent to the model stays bounded. The payload
 is kept whole in the record (the system of record holds the source's values as they are; a Qdrant
-point carries only ids and hashes, see `sync/point_ids.py`, so its request size does not grow with
+point carries only ids and hashes, see `sync/write/point_ids.py`, so its request size does not grow with
 it); a payload over `PAYLOAD_WARN_BYTES` is accepted with a warning naming its largest field, one over
 `PAYLOAD_MAX_BYTES` is refused as hostile. Texts shorter than the bound are unchanged, and so are
 their content hashes.

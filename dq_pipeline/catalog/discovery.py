@@ -10,7 +10,7 @@ from .entry import CatalogError
 from .formats import suffixes
 
 _ID_PART = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\- ]*$")
-CATALOG_ID_MAX_LENGTH = 512  # the database column (sync/schema.py: String(512))
+CATALOG_ID_MAX_LENGTH = 512  # the database column (sync/stores/schema.py: String(512))
 
 
 @dataclass(frozen=True)

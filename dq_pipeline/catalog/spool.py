@@ -2,7 +2,7 @@
 
 An `EntrySpool` is a SQLite file with one row per entry, in the order the file gave them. A
 parse writes into it as it goes (see builder.EntryCollector), the plan joins it with the rows the
-record holds (sync/plan.py), and the embedding and write steps read it back a chunk at a time: the
+record holds (sync/write/plan.py), and the embedding and write steps read it back a chunk at a time: the
 memory a sync needs no longer grows with the catalog (docs/DESIGN.md, "Memory").
 
 A spool is scratch data, never a store: it is written once, then sealed and only read. Its file is
@@ -253,7 +253,7 @@ class EntrySpool(Sequence[Entry]):
 
     def connection(self) -> sqlite3.Connection:
         """The spool's own open connection, sealed: for joins in temporary tables beside the entries
-        (sync/plan.py). Working through it, not through the path, keeps reading a file deleted since."""
+        (sync/write/plan.py). Working through it, not through the path, keeps reading a file deleted since."""
         self.seal()
         return self._conn
 

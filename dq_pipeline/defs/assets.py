@@ -267,7 +267,7 @@ def catalog_index(
         "source_digest": catalog_entries.source_digest,
         "warnings": len(catalog_entries.warnings),
         **{f"{name}": seconds for name, seconds in result.durations.items()},
-        # While a standby model is built (sync/model_roles.py): what this run did to its rows.
+        # While a standby model is built (sync/write/model_roles.py): what this run did to its rows.
         **({"standby_model": mirrored.model, "standby_written": mirrored.written} if mirrored else {}),
         **({"standby_error": result.standby_error} if result.standby_error else {}),
     }

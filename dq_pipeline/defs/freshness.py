@@ -9,7 +9,7 @@ partition per catalog either passes as soon as any one catalog synced and never 
 ones; `FreshnessPolicy` also needs the opt-in freshness daemon and shows a state, not a failed
 check. Both read the Dagster instance's event log, which a `dq-pipeline sync` without DAGSTER_HOME
 does not keep. This check reads each catalog's last successful sync from the record itself
-(`sync/freshness.py`, whoever ran it) and fails with severity ERROR naming the stale catalogs and
+(`sync/services/freshness.py`, whoever ran it) and fails with severity ERROR naming the stale catalogs and
 their age, which the UI shows as a failed check on the asset. Unpartitioned like the other global
 checks (a partitioned check cannot run alone), so its own job and schedule run it.
 
@@ -33,7 +33,7 @@ from dagster import (
 )
 
 from ..settings import ConfigError
-from ..sync.freshness import last_synced, stale
+from ..sync.services.freshness import last_synced, stale
 from .assets import catalog_index
 from .resources import SyncedStoreResource
 

@@ -1,4 +1,4 @@
-"""The model change as Dagster jobs, one per step (sync/model_roles.py has the protocol):
+"""The model change as Dagster jobs, one per step (sync/write/model_roles.py has the protocol):
 
 * `model_build`: embed the standby model (the configured one, if it is not live) for every catalog,
   under each catalog's lock, logging catalogs done / total as it goes;

@@ -20,7 +20,7 @@ from ..embedding import Embedder, load_embedder, recorded_model_loader
 from ..embedding.embedder import resolve_model
 from ..settings import SETTINGS, Settings, check_namespace
 from ..sync import SyncedStore, open_record
-from ..sync.database import redact_url
+from ..sync.stores.database import redact_url
 
 
 def _settings(resource: ConfigurableResource, key: str) -> Settings:

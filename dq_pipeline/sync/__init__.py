@@ -1,15 +1,15 @@
 """The write protocol and the stores it keeps in sync (no Dagster here)."""
 
-from .hooks import Hooks, SimulatedCrash
-from .locks import LockLost, LockTimeout
-from .plan import committed_source_digests, new_contents, rebatched, stored_dimension, stored_hashes
-from .protocol import Source, SyncFailed, SyncResult
-from .qdrant_index import EmbeddedQdrantBusy, IndexWriteError
-from .reconcile import CatalogVerification, RepairResult
-from .review import UnknownEntries
-from .search import Hit
+from .services.reconcile import CatalogVerification, RepairResult
+from .services.review import UnknownEntries
+from .services.search import Hit
 from .store import SyncedStore, open_record, recorded_catalog_ids
-from .vector_index import InMemoryIndex, VectorIndex
+from .stores.qdrant_index import EmbeddedQdrantBusy, IndexWriteError
+from .stores.vector_index import InMemoryIndex, VectorIndex
+from .write.hooks import Hooks, SimulatedCrash
+from .write.locks import LockLost, LockTimeout
+from .write.plan import committed_source_digests, new_contents, rebatched, stored_dimension, stored_hashes
+from .write.protocol import Source, SyncFailed, SyncResult
 
 __all__ = [
     "recorded_catalog_ids",
@@ -38,6 +38,12 @@ __all__ = [
 ]
 
 # Registers dq_refusals and dq_catalog_reads on schema.metadata before create_schema runs.
-from . import refusals  # noqa: E402
+from .services import refusals  # noqa: E402
 
 __all__ += ["refusals"]
+
+# Modules the Dagster layer and the CLI use as a whole (the model roles, the vector cache).
+from .stores import vector_cache  # noqa: E402
+from .write import model_roles  # noqa: E402
+
+__all__ += ["model_roles", "vector_cache"]

@@ -14,17 +14,18 @@ from sqlalchemy.engine import make_url
 from ..catalog import Entry
 from ..embedding import Embedder
 from ..errors import ConfigurationError, one_line
-from . import journal as journal_rows
-from . import model_roles, protocol, reconcile, review, search
-from .database import make_engine, redact_url
-from .guard import finish_collection_drops
-from .hooks import Hooks
-from .locks import catalog_lock
-from .model_roles import LIVE, PREVIOUS, STANDBY, ModelRole, Unloadable
-from .point_ids import collection_name
-from .qdrant_index import QdrantIndex, open_qdrant
-from .schema import REJECTED, catalogs, create_schema, entries, journal, standby
-from .vector_index import VectorIndex
+from .services import reconcile, review, search
+from .stores.database import make_engine, redact_url
+from .stores.qdrant_index import QdrantIndex, open_qdrant
+from .stores.schema import REJECTED, catalogs, create_schema, entries, journal, standby
+from .stores.vector_index import VectorIndex
+from .write import journal as journal_rows
+from .write import model_roles, protocol
+from .write.guard import finish_collection_drops
+from .write.hooks import Hooks
+from .write.locks import catalog_lock
+from .write.model_roles import LIVE, PREVIOUS, STANDBY, ModelRole, Unloadable
+from .write.point_ids import collection_name
 
 log = logging.getLogger(__name__)
 

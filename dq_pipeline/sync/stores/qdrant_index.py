@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 from qdrant_client import QdrantClient, models
 
-from ..errors import ConfigurationError, DqError, EmbeddedQdrantBusy, StoreUnavailable, translate
+from ...errors import ConfigurationError, DqError, EmbeddedQdrantBusy, StoreUnavailable, translate
 from . import edge_client
 
 # What a point's payload must match in its row; `vector_digest` makes a point's vector checkable

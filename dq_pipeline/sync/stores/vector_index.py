@@ -23,7 +23,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from ..errors import ConfigurationError
+from ...errors import ConfigurationError
 from .qdrant_index import ANY_WRITER, Point
 
 Page = list[tuple[str, dict[str, Any]]]

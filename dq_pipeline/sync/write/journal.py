@@ -29,12 +29,12 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, delete, insert, select, update
 
-from ..errors import LockLost
-from .database import WRITE
+from ...errors import LockLost
+from ..stores.database import WRITE
+from ..stores.qdrant_index import QdrantIndex
+from ..stores.schema import COMMITTED, PENDING, journal
 from .guard import ANY_WRITER, delete_points, referenced_by_rows, restore_points
 from .locks import CatalogLock
-from .qdrant_index import QdrantIndex
-from .schema import COMMITTED, PENDING, journal
 
 PointsByCollection = Mapping[str, list[str]]
 RetiredByCollection = Mapping[str, Mapping[str, list[str]]]  # collection -> writer ("" = none) -> ids

@@ -27,10 +27,10 @@ from dataclasses import dataclass
 
 from sqlalchemy import Engine, Table, func, select
 
-from ..catalog import Entry, EntrySpool
-from ..catalog.spool import batch, pages
-from ..errors import ConfigurationError
-from .schema import ENTRY_TABLES, catalogs, entries
+from ...catalog import Entry, EntrySpool
+from ...catalog.spool import batch, pages
+from ...errors import ConfigurationError
+from ..stores.schema import ENTRY_TABLES, catalogs, entries, rejections
 
 CHUNK = 2_048  # rows per page read back from the plan, and copied in from the record
 
@@ -289,3 +289,10 @@ def refuse_foreign_namespace(engine: Engine, namespace: str, catalog_id: str) ->
             f"catalog {catalog_id}: its rows point into collection {foreign!r}, outside namespace {namespace!r}; "
             "set DQ_NAMESPACE back, or rebuild this deployment into a new database"
         )
+
+
+def rejected_versions(engine: Engine, catalog_id: str) -> set[tuple[str, str]]:
+    """The (entry key, content hash) pairs a review rejected: the plan keeps them out (I7)."""
+    with engine.connect() as conn:
+        query = select(rejections.c.entry_key, rejections.c.content_hash).where(rejections.c.catalog_id == catalog_id)
+        return {(r.entry_key, r.content_hash) for r in conn.execute(query)}

@@ -7,11 +7,15 @@ or points elsewhere (a stale or orphaned point) is never returned.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING
 
 from sqlalchemy import and_, select
 
-from ..embedding import Embedder
-from .schema import ACTIVE, entries, standby
+from ...embedding import Embedder
+from ..stores.schema import ACTIVE, entries, standby
+
+if TYPE_CHECKING:
+    from ..stores import Stores
 
 MAX_CANDIDATES = 10_000
 
@@ -28,7 +32,7 @@ class Hit:
         return asdict(self)
 
 
-def search(store, embedder: Embedder, query: str, *, catalog_id: str | None = None, limit: int = 10) -> list[Hit]:
+def search(store: Stores, embedder: Embedder, query: str, *, catalog_id: str | None = None, limit: int = 10) -> list[Hit]:
     collection = store.collection_for(embedder)
     if limit <= 0 or not store.index.has_collection(collection):
         return []
@@ -43,7 +47,7 @@ def search(store, embedder: Embedder, query: str, *, catalog_id: str | None = No
             return hits[:limit]
 
 
-def _verified(store, collection: str, candidates: list[tuple[str, float]]) -> list[Hit]:
+def _verified(store: Stores, collection: str, candidates: list[tuple[str, float]]) -> list[Hit]:
     """The candidates a row uses, as active entries. A point of the standby model's rows counts
     when the live row of its entry has the same content: a search that embedded its query with the
     model that was live when it began still answers after a switch made that model the standby."""

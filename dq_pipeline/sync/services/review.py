@@ -8,11 +8,11 @@ from datetime import UTC, datetime
 
 from sqlalchemy import Engine, delete, insert, select, update
 
-from ..errors import UnknownEntries
-from .locks import catalog_lock
-from .schema import ACTIVE, REJECTED, entries, rejections
+from ...errors import UnknownEntries
+from ..stores.schema import ACTIVE, REJECTED, entries, rejections
+from ..write.locks import catalog_lock
 
-__all__ = ["UnknownEntries", "reject", "rejected_versions"]
+__all__ = ["UnknownEntries", "reject"]
 
 
 def reject(
@@ -57,9 +57,3 @@ def reject(
                 ],
             )
         return len(fresh)
-
-
-def rejected_versions(engine: Engine, catalog_id: str) -> set[tuple[str, str]]:
-    with engine.connect() as conn:
-        query = select(rejections.c.entry_key, rejections.c.content_hash).where(rejections.c.catalog_id == catalog_id)
-        return {(r.entry_key, r.content_hash) for r in conn.execute(query)}

@@ -12,8 +12,8 @@ import datetime as dt
 
 from sqlalchemy import Engine, select
 
+from ..stores.schema import catalogs
 from .refusals import reads
-from .schema import catalogs
 
 
 def last_synced(engine: Engine) -> dict[str, dt.datetime]:

@@ -36,9 +36,9 @@ from typing import Any
 from sqlalchemy import JSON, Column, DateTime, Engine, Integer, String, Table, Text, delete, insert, select
 from sqlalchemy.dialects.postgresql import JSONB
 
-from ..catalog import ABSENT
-from ..errors import RefusedInput, redact
-from .schema import catalogs, metadata
+from ...catalog import ABSENT
+from ...errors import RefusedInput, redact
+from ..stores.schema import catalogs, metadata
 
 log = logging.getLogger(__name__)
 

@@ -41,23 +41,28 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 import numpy as np
 from sqlalchemy import Connection, and_, bindparam, delete, insert, select, update
 
-from ..catalog import ABSENT, Entry, EntrySpool
-from ..catalog.spool import batch
-from ..embedding import Embedder
-from ..errors import DqError, LockLost, LockTimeout, StaleSource, is_transient, one_line
-from . import journal, model_roles, review, vector_cache
+from ...catalog import ABSENT, Entry, EntrySpool
+from ...catalog.spool import batch
+from ...embedding import Embedder
+from ...errors import DqError, LockLost, LockTimeout, StaleSource, is_transient, one_line
+from ..stores import vector_cache
+from ..stores.qdrant_index import Point
+from ..stores.schema import ACTIVE, COMMITTED, REJECTED, catalogs, entries
+from . import journal, model_roles
 from .guard import delete_points
 from .hooks import Hooks
 from .locks import CatalogLock, catalog_lock
 from .model_roles import LIVE, STANDBY, assert_role, table_of
-from .plan import Plan, plan_removal, plan_sync, rebatched, refuse_foreign_namespace
+from .plan import Plan, plan_removal, plan_sync, rebatched, refuse_foreign_namespace, rejected_versions
 from .point_ids import point_id, point_payload
-from .qdrant_index import Point
-from .schema import ACTIVE, COMMITTED, REJECTED, catalogs, entries
+
+if TYPE_CHECKING:
+    from ..stores import Stores
 
 log = logging.getLogger(__name__)
 
@@ -110,7 +115,7 @@ class SyncResult:
 
 
 def sync_catalog(
-    store,  # SyncedStore; untyped to keep this module free of the facade
+    store: Stores,
     catalog_id: str,
     wanted: Iterable[Entry],
     embedder: Embedder,
@@ -160,7 +165,7 @@ def sync_catalog(
                 result.recovered_journal_rows = journal.recover(store.engine, store.index, lock, catalog_id)
 
             with clock("plan"):
-                rejected = review.rejected_versions(store.engine, catalog_id)
+                rejected = rejected_versions(store.engine, catalog_id)
                 refuse_foreign_namespace(store.engine, store.index.prefix, catalog_id)
                 plan = plan_sync(store.engine, catalog_id, spool, embedder.model_id, force, rejected)
             with plan:
@@ -188,7 +193,7 @@ def sync_catalog(
     return result
 
 
-def mirror_standby(store, lock: CatalogLock, catalog_id: str, embedder: Embedder, *, force: bool = False, cache=None, hooks: Hooks | None = None) -> SyncResult:
+def mirror_standby(store: Stores, lock: CatalogLock, catalog_id: str, embedder: Embedder, *, force: bool = False, cache=None, hooks: Hooks | None = None) -> SyncResult:
     """Make the catalog's standby rows hold the live rows' contents embedded with the standby model
     (under the catalog's lock, which the caller holds): steps 1-5 into the standby table and
     collection. Review decisions stay with the live rows; every live row is mirrored, rejected or not.
@@ -237,7 +242,7 @@ def _live_rows(engine, catalog_id: str) -> EntrySpool:
         raise
 
 
-def remove_rejected(store, catalog_id: str, hooks: Hooks | None = None, standby: Embedder | None = None) -> SyncResult:
+def remove_rejected(store: Stores, catalog_id: str, hooks: Hooks | None = None, standby: Embedder | None = None) -> SyncResult:
     """Delete the catalog's rejected entries from both stores, through the same protocol (and, with
     `standby`, the standby model's rows of them: step 6, which embeds nothing here)."""
     hooks = hooks or Hooks()
@@ -260,7 +265,7 @@ def remove_rejected(store, catalog_id: str, hooks: Hooks | None = None, standby:
 
 
 def _write(
-    store,
+    store: Stores,
     lock: CatalogLock,
     catalog_id: str,
     plan: Plan,
@@ -346,7 +351,7 @@ def _assert_current(catalog_id: str, source: Source | None) -> None:
         )
 
 
-def _compensate(store, lock: CatalogLock, run_id: str, catalog_id: str, new_points: Mapping[str, list[str]]) -> str | None:
+def _compensate(store: Stores, lock: CatalogLock, run_id: str, catalog_id: str, new_points: Mapping[str, list[str]]) -> str | None:
     """After a failure before (or during) the commit: the row's phase once finished, or None if it
     could not be finished now (it then stays in the journal for the next run)."""
     engine = store.engine
@@ -364,7 +369,7 @@ def _compensate(store, lock: CatalogLock, run_id: str, catalog_id: str, new_poin
         return None
 
 
-def _compensate_after_losing_the_lock(store, run_id: str, catalog_id: str, new_points: Mapping[str, list[str]]) -> str | None:
+def _compensate_after_losing_the_lock(store: Stores, run_id: str, catalog_id: str, new_points: Mapping[str, list[str]]) -> str | None:
     """The lock went (its session ended). If nobody holds it now, take it again and clean up under
     it, as the next run would; if another run holds it, that run may be writing these very ids:
     clean up nothing, only make sure they stay recorded for whoever runs next."""

@@ -29,10 +29,10 @@ from collections.abc import Iterable, Iterator, Sequence
 import numpy as np
 from sqlalchemy import Engine, delete, select
 
-from .database import WRITE
+from ..stores.database import WRITE
+from ..stores.qdrant_index import ANY_WRITER, Point, QdrantIndex, chunks
+from ..stores.schema import ENTRY_TABLES, PENDING, collection_drops, journal, models
 from .point_ids import point_payload
-from .qdrant_index import ANY_WRITER, Point, QdrantIndex, chunks
-from .schema import ENTRY_TABLES, PENDING, collection_drops, journal, models
 
 _IN_CHUNK = 1000  # ids per IN (...) query
 

@@ -29,8 +29,8 @@ from filelock import FileLock, Timeout
 from sqlalchemy import Connection, Engine, insert, select, text, update
 from sqlalchemy.exc import IntegrityError, OperationalError, SQLAlchemyError
 
-from ..errors import LockLost, LockTimeout
-from .schema import fences
+from ...errors import LockLost, LockTimeout
+from ..stores.schema import fences
 
 __all__ = ["CatalogLock", "LockLost", "LockTimeout", "catalog_lock"]
 

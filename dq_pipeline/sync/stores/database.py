@@ -8,7 +8,7 @@ from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 
-from ..errors import ConfigurationError
+from ...errors import ConfigurationError
 
 WRITE = {"dq_write": True}
 SUPPORTED = "postgresql:// (psycopg 3), postgresql+psycopg2:// or sqlite:///PATH"

@@ -27,9 +27,9 @@ from datetime import UTC, datetime
 
 from sqlalchemy import Connection, Engine, and_, delete, func, insert, select, text, update
 
-from ..errors import ConfigurationError, ModelSwitched, ModelUnavailable
-from .database import WRITE
-from .schema import collection_drops, entries, model_swap, models, standby
+from ...errors import ConfigurationError, ModelSwitched, ModelUnavailable
+from ..stores.database import WRITE
+from ..stores.schema import collection_drops, entries, model_swap, models, standby
 
 log = logging.getLogger(__name__)
 

@@ -25,20 +25,23 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from sqlalchemy import func, select
 
-from . import journal
-from .guard import delete_points, named_by_pending, restore_points
-from .locks import catalog_lock
-from .model_roles import pending_drops
-from .plan import refuse_foreign_namespace
-from .point_ids import vector_digest
-from .qdrant_index import PAYLOAD_FIELDS, chunks
-from .schema import ENTRY_TABLES
-from .schema import journal as journal_table
+from ..stores.qdrant_index import PAYLOAD_FIELDS, chunks
+from ..stores.schema import ENTRY_TABLES
+from ..stores.schema import journal as journal_table
+from ..write import journal
+from ..write.guard import delete_points, named_by_pending, restore_points
+from ..write.locks import catalog_lock
+from ..write.model_roles import pending_drops
+from ..write.plan import refuse_foreign_namespace
+from ..write.point_ids import vector_digest
+
+if TYPE_CHECKING:
+    from ..stores import Stores
 
 SAMPLE = 10  # ids shown per problem, enough to investigate without flooding the output
 PAGE = 1000  # rows or points held at a time
@@ -79,7 +82,7 @@ class _Problems:
     orphans: list[tuple[str, str, str | None]] = field(default_factory=list)  # and the writer its payload names
 
 
-def _row_pages(store, catalog_id: str) -> Iterator[tuple[Any, list[Any]]]:
+def _row_pages(store: Stores, catalog_id: str) -> Iterator[tuple[Any, list[Any]]]:
     """The catalog's live rows, then its standby model's rows, a page at a time."""
     for table in ENTRY_TABLES:
         columns = (
@@ -99,7 +102,7 @@ def _row_pages(store, catalog_id: str) -> Iterator[tuple[Any, list[Any]]]:
             last = (rows[-1].collection, rows[-1].point_id)
 
 
-def _compare(store, catalog_id: str, deep: bool, on_page=None) -> CatalogVerification:
+def _compare(store: Stores, catalog_id: str, deep: bool, on_page=None) -> CatalogVerification:
     """Both passes; `on_page(problems)` is called after each page (repair acts on it at once)."""
     v = CatalogVerification(catalog_id)
     index = store.index
@@ -165,7 +168,7 @@ def _compare(store, catalog_id: str, deep: bool, on_page=None) -> CatalogVerific
     return v
 
 
-def _owners(store, collection: str, ids: list[str]) -> dict[str, str]:
+def _owners(store: Stores, collection: str, ids: list[str]) -> dict[str, str]:
     """Which catalog's row uses each of these point ids in this collection."""
     owners: dict[str, str] = {}
     with store.engine.connect() as conn:
@@ -187,7 +190,7 @@ def _drifted(record: bytes, stored: np.ndarray | None) -> bool:
     return norm == 0.0 or 1.0 - float(want @ got) / norm > DEEP_TOLERANCE
 
 
-def verify_catalog(store, catalog_id: str, deep: bool = False) -> CatalogVerification:
+def verify_catalog(store: Stores, catalog_id: str, deep: bool = False) -> CatalogVerification:
     """Compare the record and the index for one catalog (ids, payloads, vector digests; with `deep`,
     the vectors), under the catalog lock, so a run in flight is waited for, not reported as a
     difference. Reads a page at a time: memory does not grow with the catalog.
@@ -214,7 +217,7 @@ class RepairResult:
     after: CatalogVerification
 
 
-def repair_catalog(store, catalog_id: str, deep: bool = False) -> RepairResult:
+def repair_catalog(store: Stores, catalog_id: str, deep: bool = False) -> RepairResult:
     """Under the catalog lock: finish the journal, rewrite missing/mismatched points from the record
     (never embeds), delete orphans through the guard; then verify again.
 
@@ -255,7 +258,7 @@ def _by_collection(pairs: list[tuple[str, str]]) -> dict[str, list[str]]:
     return grouped
 
 
-def _unattributed_pages(store) -> Iterator[tuple[str, list[tuple[str, str, Any]]]]:
+def _unattributed_pages(store: Stores) -> Iterator[tuple[str, list[tuple[str, str, Any]]]]:
     """(collection, [(collection, id, writer)]) of points whose payload names no catalog (no
     catalog_id, or one that is not a non-empty string, which no catalog's keyword filter can
     match) and that no row uses."""
@@ -279,7 +282,7 @@ def _by_collection_and_writer(triples: list[tuple[str, str, Any]]) -> dict[tuple
     return grouped
 
 
-def verify_unattributed(store) -> tuple[int, list[str]]:
+def verify_unattributed(store: Stores) -> tuple[int, list[str]]:
     """Points of this namespace that name no catalog, and a sample of them."""
     count, sample = 0, []
     for collection, strays in _unattributed_pages(store):
@@ -288,7 +291,7 @@ def verify_unattributed(store) -> tuple[int, list[str]]:
     return count, sample
 
 
-def repair_unattributed(store) -> int:
+def repair_unattributed(store: Stores) -> int:
     """Delete points that name no catalog and that no row uses (through the guard); returns how many."""
     deleted = 0
     for _, strays in _unattributed_pages(store):
