@@ -77,7 +77,14 @@ class SyncedStoreResource(ConfigurableResource):
 
     @contextmanager
     def open(self) -> Iterator[SyncedStore]:
-        """Both stores. Embedded Qdrant is single-process: only steps in the `dq_qdrant` pool call this."""
+        """Both stores. Embedded Qdrant is single-process: only steps in the `dq_qdrant` pool call this.
+
+        Raises:
+            ConfigurationError: an unsupported database URL, a bad namespace, a namespace other than
+                the one the record was written with (terminal: not retried).
+            EmbeddedQdrantBusy: another process holds the embedded Qdrant store (transient).
+            StoreUnavailable: the database or the Qdrant server is unreachable (transient).
+        """
         s = self.settings()
         store = SyncedStore.open(
             s.database_url,

@@ -277,9 +277,18 @@ class SyncedStore:
     # --- review and search ----------------------------------------------------------------------
 
     def reject(self, catalog_id: str, keys: Sequence[str], *, by: str | None = None, reason: str | None = None) -> int:
+        """Record a rejection of these entries' current contents (I7); returns how many were new.
+
+        Raises:
+            UnknownEntries: a key the catalog does not hold (nothing recorded).
+            LockTimeout: another run held the catalog's lock past `lock_timeout_s`.
+            StoreUnavailable: the record is unreachable (transient).
+        """
         return review.reject(self.engine, catalog_id, keys, by=by, reason=reason, lock_timeout_s=self.lock_timeout_s)
 
     def cleanup_rejected(self, catalog_id: str, hooks: Hooks | None = None) -> protocol.SyncResult:
+        """Delete the catalog's rejected rows and their points through the protocol (and the
+        standby model's, during a build). Raises what `protocol.sync_catalog` raises."""
         role = self.models().get(STANDBY)
         standby_embedder = self._embedder_for(role, None) if role is not None else None
         return protocol.remove_rejected(self, catalog_id, hooks, standby=standby_embedder)
@@ -293,7 +302,13 @@ class SyncedStore:
             return sorted(rejected | unfinished)
 
     def search(self, embedder: Embedder, query: str, *, catalog_id: str | None = None, limit: int = 10) -> list[search.Hit]:
-        """Search serves the live model, whatever `embedder` is (a build's model is not served)."""
+        """Search serves the live model, whatever `embedder` is (a build's model is not served);
+        every hit is re-checked in the record (active rows only).
+
+        Raises:
+            StoreUnavailable: Qdrant or the record is unreachable (transient).
+            ModelUnavailable: the live model's recorded source cannot be loaded here.
+        """
         live = self.models().get(LIVE)
         if live is not None:
             embedder = self._embedder_for(live, embedder)
@@ -310,9 +325,13 @@ class SyncedStore:
         return sorted(ids)
 
     def verify(self, catalog_id: str, deep: bool = False) -> reconcile.CatalogVerification:
+        """Compare the catalog's id sets, payloads and vector digests; raises what
+        `reconcile.verify_catalog` raises."""
         return reconcile.verify_catalog(self, catalog_id, deep)
 
     def repair(self, catalog_id: str, deep: bool = False) -> reconcile.RepairResult:
+        """Re-upsert missing or drifted points from the record, delete orphans through the guard;
+        raises what `reconcile.repair_catalog` raises."""
         return reconcile.repair_catalog(self, catalog_id, deep)
 
     def verify_unattributed(self) -> tuple[int, list[str]]:
