@@ -129,17 +129,31 @@ def translate(exc: BaseException, where: str) -> DqError:
     return TerminalError(f"{where}: {one_line(exc)}")
 
 
-# Secrets a message may carry: URL passwords always, and the values of these variables when set.
-SECRET_ENV = ("DQ_QDRANT_API_KEY", "DQ_DATABASE_URL", "DQ_QDRANT_URL", "DQ_ALERT_WEBHOOK_URL", "DQ_PUSHGATEWAY_URL", "DAGSTER_PG_PASSWORD")
+# Secrets a message may carry: URL passwords always, and the values of the variables that
+# `settings.masked_env_names()` lists when set (the secret settings, declared once there).
 _URL_PASSWORD = re.compile(r"(://[^:/@\s]+:)[^@\s]+@")
 _QUERY_SECRET = re.compile(r"([?&](?:password|sslpassword|passfile|api[-_]?key|token)=)[^&\s]+", re.IGNORECASE)
+
+
+def _secret_env() -> tuple[str, ...]:
+    # Imported when first needed: settings imports this module.
+    from .settings import masked_env_names
+
+    return masked_env_names()
+
+
+def __getattr__(name: str) -> object:
+    """`SECRET_ENV`, the masked variables, derived from the settings' declarations."""
+    if name == "SECRET_ENV":
+        return _secret_env()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def redact(message: str, secrets: Iterable[str] = ()) -> str:
     """Mask URL passwords and any known secret value in a message."""
     message = _URL_PASSWORD.sub(r"\1***@", message)
     message = _QUERY_SECRET.sub(r"\1***", message)
-    values = [os.environ.get(name) for name in SECRET_ENV] + list(secrets)
+    values = [os.environ.get(name) for name in _secret_env()] + list(secrets)
     for value in values:
         if value and len(value) >= 4:
             message = message.replace(value, "***")

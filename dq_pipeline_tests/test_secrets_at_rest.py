@@ -250,5 +250,6 @@ def test_every_setting_is_declared_once_and_every_secret_is_masked() -> None:
     assert {s.field for s in SETTINGS} == set(Settings.__dataclass_fields__)
     for s in SETTINGS:
         assert s.resource_field in classes[s.resource].model_fields, s
-    assert set(secret_env_names()) == {"DQ_DATABASE_URL", "DQ_QDRANT_URL", "DQ_QDRANT_API_KEY", "DQ_ALERT_WEBHOOK_URL", "DQ_PUSHGATEWAY_URL"}
+    assert set(secret_env_names()) == {"DQ_DATABASE_URL", "DQ_QDRANT_URL", "DQ_QDRANT_API_KEY", "DQ_ALERT_WEBHOOK_URL", "DQ_PUSHGATEWAY_URL",
+                                       "DQ_CELERY_BROKER_URL", "DQ_CELERY_BACKEND_URL"}  # the broker's URLs: not resource fields
     assert set(secret_env_names()) <= set(SECRET_ENV)  # errors.redact masks each of them

@@ -21,31 +21,26 @@ workers read the same variables (deploy/celery/dagster_celery_config.py).
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
 from typing import Any
 
 from ..errors import ConfigurationError
+from ..settings import CELERY, MULTIPROCESS, setting_value
 
 EXECUTOR_ENV = "DQ_EXECUTOR"
 BROKER_ENV = "DQ_CELERY_BROKER_URL"
 BACKEND_ENV = "DQ_CELERY_BACKEND_URL"
 QUEUE_ENV = "DQ_CELERY_QUEUE"
-MULTIPROCESS = "multiprocess"
-CELERY = "celery"
+__all__ = ["BACKEND_ENV", "BROKER_ENV", "CELERY", "EXECUTOR_ENV", "MULTIPROCESS", "QUEUE_ENV", "executor_from_env", "executor_name"]
 
 
 def executor_name(env: Mapping[str, str] | None = None) -> str:
     """DQ_EXECUTOR: `multiprocess` (the default) or `celery`; anything else is a configuration error."""
-    value = ((env if env is not None else os.environ).get(EXECUTOR_ENV) or MULTIPROCESS).strip().lower()
-    if value not in (MULTIPROCESS, CELERY):
-        raise ConfigurationError(f"{EXECUTOR_ENV}={value!r} is not an executor: use {MULTIPROCESS} (the default) or {CELERY}")
-    return value
+    return setting_value(EXECUTOR_ENV, env)
 
 
 def executor_from_env(env: Mapping[str, str] | None = None) -> Any | None:
     """The executor the definitions use; None keeps Dagster's default (multiprocess)."""
-    env = env if env is not None else os.environ
     if executor_name(env) == MULTIPROCESS:
         return None
     try:
@@ -55,11 +50,12 @@ def executor_from_env(env: Mapping[str, str] | None = None) -> Any | None:
             f"{EXECUTOR_ENV}=celery needs dagster-celery: pip install -e '.[celery]' (dagster-celery==0.29.27)"
         ) from None
     config: dict[str, Any] = {}
-    if env.get(BROKER_ENV):
+    # Bound by name: the values (which may hold a password) are read by the executor, never stored.
+    if setting_value(BROKER_ENV, env):
         config["broker"] = {"env": BROKER_ENV}
-    if env.get(BACKEND_ENV):
+    if setting_value(BACKEND_ENV, env):
         config["backend"] = {"env": BACKEND_ENV}
-    queue = (env.get(QUEUE_ENV) or "").strip()
+    queue = setting_value(QUEUE_ENV, env)
     if queue:
         # dagster-celery sends every step without a `dagster-celery/queue` tag to the app's default queue.
         config["config_source"] = {"task_default_queue": queue}

@@ -17,8 +17,6 @@ A catalog that never synced is not listed here: `index_matches_source` reports i
 """
 
 import datetime as dt
-import math
-import os
 
 from dagster import (
     AssetCheckExecutionContext,
@@ -32,7 +30,7 @@ from dagster import (
     define_asset_job,
 )
 
-from ..settings import ConfigError
+from ..settings import setting_value
 from ..sync.services.freshness import last_synced, stale
 from .assets import catalog_index
 from .resources import SyncedStoreResource
@@ -45,17 +43,9 @@ SAMPLE = 20
 
 
 def freshness_hours(env: dict[str, str] | None = None) -> float | None:
-    """DQ_FRESHNESS_HOURS (read when the definitions load): unset or empty = no freshness check."""
-    value = ((env if env is not None else os.environ).get(FRESHNESS_ENV) or "").strip()
-    if not value:
-        return None
-    try:
-        hours = float(value)
-    except ValueError:
-        hours = math.nan
-    if not math.isfinite(hours) or hours <= 0:
-        raise ConfigError(f"{FRESHNESS_ENV}={value!r} is not a number of hours above 0 (e.g. 26 for a nightly sync)")
-    return hours
+    """DQ_FRESHNESS_HOURS (read when the definitions load; parsed by its declaration in
+    dq_pipeline.settings): unset or empty = no freshness check."""
+    return setting_value(FRESHNESS_ENV, env)
 
 
 def _age(age: dt.timedelta) -> str:

@@ -5,27 +5,22 @@ while it was off, a catalog whose file went away before the sensor first saw it)
 unchanged catalog embeds and writes nothing (I4), so a nightly run of every catalog is cheap.
 """
 
-import os
-
 from dagster import DefaultScheduleStatus, RunRequest, ScheduleEvaluationContext, SkipReason, schedule
-from dagster._utils.schedules import is_valid_cron_string
 
 from ..catalog import discover
-from ..settings import ConfigError
+from ..settings import DEFAULT_CRON, setting_value
 from .jobs import CATALOG_TAG, TRIGGER_TAG, sync_catalog_job
 from .partitions import catalog_partitions
 from .resources import CatalogFolder
 
 CRON_ENV = "DQ_SYNC_CRON"
-DEFAULT_CRON = "0 2 * * *"  # nightly, 02:00 UTC
+__all__ = ["CRON_ENV", "DEFAULT_CRON", "build_sync_schedule", "sync_cron"]
 
 
 def sync_cron(env: dict[str, str] | None = None) -> str:
-    """The schedule's cron string from DQ_SYNC_CRON (read when the definitions load); a bad value is a clear error."""
-    value = ((env if env is not None else os.environ).get(CRON_ENV) or DEFAULT_CRON).strip()
-    if not is_valid_cron_string(value):
-        raise ConfigError(f"{CRON_ENV}={value!r} is not a valid cron expression (e.g. {DEFAULT_CRON!r})")
-    return value
+    """The schedule's cron string from DQ_SYNC_CRON (read when the definitions load; parsed and
+    checked by its declaration in dq_pipeline.settings); a bad value is a clear error."""
+    return setting_value(CRON_ENV, env)
 
 
 def build_sync_schedule(cron: str | None = None):

@@ -18,7 +18,6 @@ import gc
 import hashlib
 import json
 import math
-import os
 import re
 import time
 from collections.abc import Iterable, Iterator
@@ -44,6 +43,7 @@ from dagster import (
 
 from ..catalog import ABSENT, CatalogError, CatalogFile, source_digest, source_files
 from ..catalog.formats import OVERRIDES_FILE, choose, registry
+from ..settings import DEFAULT_MAX_REMOVAL_SHARE, setting_value
 from ..sync import committed_source_digests
 from .folder_scan import FileState, FolderScan, SensorState, discover_scanned, scan_folder
 from .jobs import (
@@ -77,11 +77,10 @@ TRANSIENT_KEY = "dq/transient"
 REFUSED_KEY = "dq/refused"
 
 # Bulk removal guard: one tick removes at most this share of the recorded catalogs (at least one).
+# Both read at every tick through their declarations in dq_pipeline.settings (bounds and defaults there).
 MAX_REMOVAL_SHARE_ENV = "DQ_SENSOR_MAX_REMOVAL_SHARE"
-DEFAULT_MAX_REMOVAL_SHARE = 0.25
 # Runs one tick may request; the rest follow on later ticks (the comparison is stateless).
 MAX_RUNS_ENV = "DQ_SENSOR_MAX_RUNS_PER_TICK"
-DEFAULT_MAX_RUNS = 1000
 # A run that failed for a transient reason is requested again after 60 s, 120 s, ... at most 1 h.
 RETRY_BASE_S = 60.0
 RETRY_MAX_S = 3600.0
@@ -171,15 +170,6 @@ _INVALID_PARTITION_KEY = re.compile("|".join(re.escape(bad) for bad in INVALID_P
 
 def _valid_partition_key(catalog_id: str) -> bool:
     return _INVALID_PARTITION_KEY.search(catalog_id) is None  # none of INVALID_PARTITION_SUBSTRINGS in it
-
-
-def _env_float(name: str, default: float, low: float, high: float) -> float:
-    raw = os.environ.get(name)
-    try:
-        value = float(raw) if raw else default
-    except ValueError:
-        return default
-    return min(max(value, low), high)
 
 
 def fingerprint(digest: str, fmt: str | None, parents: Iterable[str]) -> str:
@@ -587,7 +577,7 @@ def _evaluate_folder(context, folder: Path, engine) -> SensorResult | SkipReason
             f"{len(gone) - len(evident)} recorded catalogs have no file in a folder that could not be read "
             f"({scan.unreadable_summary()}): not removed"
         )
-    share = _env_float(MAX_REMOVAL_SHARE_ENV, DEFAULT_MAX_REMOVAL_SHARE, 0.0, 1.0)
+    share = setting_value(MAX_REMOVAL_SHARE_ENV)
     allowed = max(1, math.floor(share * len(committed)))
     if len(evident) > allowed:
         report.removal_blocked = (
@@ -606,7 +596,7 @@ def _evaluate_folder(context, folder: Path, engine) -> SensorResult | SkipReason
 
     # 5. Requests, unless a run of the catalog is in flight, it is backing off, or it failed terminally.
     seq += 1
-    max_runs = int(_env_float(MAX_RUNS_ENV, DEFAULT_MAX_RUNS, 1, 1_000_000))
+    max_runs = setting_value(MAX_RUNS_ENV)
     run_requests: list[RunRequest] = []
     for catalog_id in wanted:
         row = state.get(catalog_id)

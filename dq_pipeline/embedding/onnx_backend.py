@@ -21,6 +21,9 @@ from pathlib import Path
 
 import numpy as np
 
+# A plain module (no Dagster; it imports nothing of embedding at import time): no cycle.
+from ..settings import setting_value
+
 INSTALL_HINT = 'the onnx embedding backend needs onnxruntime and onnx: install dq_pipeline[onnx] (pip install -e ".[onnx]")'
 EXPORT_FORMAT = "1"  # bump when the exported graph changes, so caches are made anew
 _INPUTS = ("input_ids", "attention_mask", "token_type_ids")
@@ -36,10 +39,8 @@ def require_onnx() -> None:
 
 
 def cache_root() -> Path:
-    configured = os.environ.get("DQ_ONNX_CACHE_DIR")
-    if configured:
-        return Path(configured).expanduser()
-    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "dq_pipeline" / "onnx"
+    """DQ_ONNX_CACHE_DIR (default under $XDG_CACHE_HOME), read through its declaration."""
+    return setting_value("DQ_ONNX_CACHE_DIR")
 
 
 def cache_dir(model_id: str, source: str) -> Path:
