@@ -10,9 +10,10 @@ Two worlds, each with its own fresh PostgreSQL database, run side by side (``--s
 after the other):
 
 **embedded** (embedded Qdrant, one process at a time). Each kill point runs one operation in a
-child and kills it, either at a protocol step (``DQ_FAILPOINT=<point>[:<n>]``: the child SIGKILLs
-itself there) or at a random moment (from the parent, three quarters of them while the catalog's
-journal row exists, i.e. inside the protocol window; the summary says where each landed):
+child and kills it, either at a protocol step (a failpoint ``<point>[:<n>]``, injected into the child
+by a process hook: it SIGKILLs itself there) or at a random moment (from the parent, three quarters
+of them while the catalog's journal row exists, i.e. inside the protocol window; the summary says
+where each landed):
 
 * ``sync``             the big catalog edited (updates, deletes, inserts), then ``dq-pipeline sync``
 * ``sync --force``     ``dq-pipeline sync --force`` (rewrites the points committed rows use)
@@ -291,14 +292,16 @@ def expected_after_sync(catalogs_root: Path, catalog_id: str, old: Snapshot) -> 
 
 CHILDREN: set[subprocess.Popen[str]] = set()  # killed if this script is interrupted
 
-# Every child runs the real CLI (`dq_pipeline.cli.main`, what the `dq-pipeline` script calls) with
-# the protocol hooks traced: each point reached is appended to $DQ_CRASH_TRACE (so the parent knows
-# where a kill landed), and at $DQ_CRASH_GATE (`<point>[:<n>]`, the n-th time) the child pauses
-# until the parent creates `<token>.open` in $DQ_CRASH_GATE_DIR (it announces `<token>.at_gate`).
-# This is the same mechanism as test_reliability.py's GATED_CLI; DQ_FAILPOINT still works (the
-# original hook runs after the trace line is written, so a failpoint kill is traced too).
+# Every child runs the real CLI (`dq_pipeline.cli.main`, what the `dq-pipeline` script calls) with a
+# process hook (`hooks.install_process_hook`, which the package never sets itself): each point reached
+# is appended to $DQ_CRASH_TRACE (so the parent knows where a kill landed), at $DQ_CRASH_GATE
+# (`<point>[:<n>]`, the n-th time) the child pauses until the parent creates `<token>.open` in
+# $DQ_CRASH_GATE_DIR (it announces `<token>.at_gate`), and at the failpoint given as its first argument
+# (`<point>[:<n>]`, the n-th time one run reaches it; `-` for none) it SIGKILLs itself, after the trace
+# line is written, so a failpoint kill is traced too. The gate is the mechanism of test_reliability.py's
+# GATED_CLI; the failpoint that of dq_pipeline_tests/failpoint_cli.py.
 CHILD = r"""
-import json, os, sys, time
+import json, os, signal, sys, time
 from pathlib import Path
 from dq_pipeline.sync import hooks
 
@@ -307,10 +310,13 @@ gate, _, nth = os.environ.get("DQ_CRASH_GATE", "").partition(":")
 nth = int(nth or 1)
 token = os.environ.get("DQ_CRASH_TOKEN", str(os.getpid()))
 gate_dir = Path(os.environ.get("DQ_CRASH_GATE_DIR", "."))
-original = hooks.Hooks.__call__
+failpoint, _, kill_nth = ("" if sys.argv[1] == "-" else sys.argv[1]).partition(":")
+kill_nth = int(kill_nth or 1)
+assert not failpoint or failpoint in hooks.POINTS, f"unknown failpoint {failpoint!r}"
+assert sys.argv[2] == "--"
 seen = {}
 
-def traced(self, point, **info):
+def traced(point, reached, info):
     seen[point] = seen.get(point, 0) + 1
     if trace:
         with open(trace, "a") as log:
@@ -320,14 +326,14 @@ def traced(self, point, **info):
         deadline = time.time() + 180
         while not (gate_dir / f"{token}.open").exists() and time.time() < deadline:
             time.sleep(0.005)
-    return original(self, point, **info)
+    if failpoint and point == failpoint and reached == kill_nth:  # counted per run, as before
+        os.kill(os.getpid(), signal.SIGKILL)
 
-hooks.Hooks.__call__ = traced
+hooks.install_process_hook(traced)
 from dq_pipeline.cli import main
-sys.argv = ["dq-pipeline", *sys.argv[1:]]
+sys.argv = ["dq-pipeline", *sys.argv[3:]]
 main()
 """
-
 
 def trace_of(path: Path) -> list[tuple[str, int, float]]:
     """The hook points a child reached, in order (a line cut by the kill is skipped)."""
@@ -444,9 +450,9 @@ class World:
 
     # -- children
 
-    def command(self, *args: str, failpoint: str | None = None, timeout: float = 600) -> subprocess.CompletedProcess[str]:
-        env = dict(self.env, **({"DQ_FAILPOINT": failpoint} if failpoint else {}))
-        return subprocess.run([self.exe, *args], env=env, capture_output=True, text=True, timeout=timeout, check=False)
+    def command(self, *args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
+        """The installed `dq-pipeline`, unkilled (kills go through `spawn`)."""
+        return subprocess.run([self.exe, *args], env=self.env, capture_output=True, text=True, timeout=timeout, check=False)
 
     def snap(self) -> Snapshot:
         return snapshot(self.database_url, qdrant_path=self.qdrant_path, qdrant_url=self.qdrant_url)
@@ -459,10 +465,8 @@ class World:
         token = f"c{self.spawned:05d}"
         trace = self.gates / f"{token}.trace"
         env = dict(self.env, DQ_CRASH_TRACE=str(trace), DQ_CRASH_TOKEN=token, DQ_CRASH_GATE_DIR=str(self.gates), DQ_CRASH_GATE=gate)
-        if failpoint:
-            env["DQ_FAILPOINT"] = failpoint
         child = subprocess.Popen(
-            [sys.executable, "-c", CHILD, *args], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
+            [sys.executable, "-c", CHILD, failpoint or "-", "--", *args], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
         )
         child.trace = trace  # type: ignore[attr-defined]
         child.token = token  # type: ignore[attr-defined]

@@ -2,8 +2,9 @@
 
 test_protocol.py injects faults in-process with mocks. Here the faults are real:
 
-* crashes: `dq-pipeline` child processes SIGKILLed at every protocol step (``DQ_FAILPOINT``) and
-  at random moments, on PostgreSQL (a fixed-seed slice of benchmarks/crash_test.py);
+* crashes: `dq-pipeline` child processes SIGKILLed at every protocol step (a failpoint the test
+  injects with a process hook, `hooks.install_process_hook`) and at random moments, on PostgreSQL
+  (a fixed-seed slice of benchmarks/crash_test.py);
 * the lock: separate processes holding `catalog_lock` on the same or different catalogs, killed
   while holding it, timing out, on PostgreSQL and SQLite; two `dq-pipeline sync` processes at once;
 * the remote path: qdrant-client's real HTTP code against a real HTTP server (fake_qdrant.py) that
@@ -239,10 +240,9 @@ from dq_pipeline.sync import hooks
 
 folder = Path(os.environ["DQ_TEST_EVENTS"])
 gate = os.environ.get("DQ_TEST_GATE", "")
-original = hooks.Hooks.__call__
 held = []
 
-def traced(self, point, **info):
+def traced(point, reached, info):
     with open(folder / "events.jsonl", "a") as log:
         log.write(json.dumps({"pid": os.getpid(), "point": point, "t": time.time()}) + "\n")
     if point == gate and not held:
@@ -251,9 +251,8 @@ def traced(self, point, **info):
         deadline = time.time() + 180
         while not (folder / "open").exists() and time.time() < deadline:
             time.sleep(0.05)
-    return original(self, point, **info)
 
-hooks.Hooks.__call__ = traced
+hooks.install_process_hook(traced)  # what the package never does itself
 from dq_pipeline.cli import main
 sys.argv = ["dq-pipeline", *sys.argv[1:]]
 main()

@@ -113,3 +113,49 @@ def test_settings_module_imports_no_dagster_and_embedding_can_use_it() -> None:
         "e.redact('x'); assert 'dagster' not in sys.modules, sorted(m for m in sys.modules if m.startswith('dagster'))"
     )
     subprocess.run([sys.executable, "-c", code], check=True, cwd=REPO)
+
+
+# --------------------------------------------------------------------------- the test-only fault hook
+
+
+def test_a_process_hook_sees_every_point_with_its_count_per_run() -> None:
+    from dq_pipeline.sync import hooks
+
+    calls: list[tuple[str, int, dict[str, object]]] = []
+    previous = hooks.install_process_hook(lambda point, n, info: calls.append((point, n, info)))
+    try:
+        assert previous is None  # production installs none
+        handled: list[object] = []
+        run = hooks.Hooks({"qdrant_batch": lambda **info: handled.append(info)})
+        run("qdrant_batch", batch=1)
+        run("qdrant_batch", batch=2)
+        hooks.Hooks()("qdrant_batch", batch=1)  # another run counts from 1
+    finally:
+        assert hooks.install_process_hook(None) is not None
+    assert calls == [("qdrant_batch", 1, {"batch": 1}), ("qdrant_batch", 2, {"batch": 2}), ("qdrant_batch", 1, {"batch": 1})]
+    assert handled == [{"batch": 1}, {"batch": 2}]
+    hooks.Hooks()("locked")  # none installed: nothing happens
+    assert len(calls) == 3
+
+
+@pytest.mark.slow
+def test_failpoint_cli_kills_the_real_command_at_its_point(tmp_path: Path) -> None:
+    import os
+    import signal
+
+    catalogs = tmp_path / "catalogs"
+    catalogs.mkdir()
+    (catalogs / "shop.csv").write_text("table,column,kind,type,description\norders,id,column,int,order id\norders,total,column,float,order total\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DQ_") and k != "DAGSTER_HOME"}
+    env.update(DQ_DATA_DIR=str(tmp_path / "data"), DQ_CATALOG_DIR=str(catalogs), DQ_EMBEDDING_MODEL="hashing:32")
+
+    def launch(spec: str, *args: str) -> subprocess.CompletedProcess[str]:
+        command = [sys.executable, "-m", "dq_pipeline_tests.failpoint_cli", spec, "--", *args]
+        return subprocess.run(command, env=env, cwd=REPO, capture_output=True, text=True, timeout=300, check=False)
+
+    killed = launch("committed", "sync")
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    finished = launch("qdrant_batch:99", "sync", "--json")  # a point this run never reaches that often
+    assert finished.returncode == 0, finished.stderr
+    unknown = launch("nowhere", "sync")
+    assert unknown.returncode != 0 and "unknown point 'nowhere'" in unknown.stderr

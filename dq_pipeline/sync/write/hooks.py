@@ -1,15 +1,15 @@
 """Named points of the write protocol where faults are injected.
 
 Tests pass handlers that raise (a failure the protocol must handle) or raise `SimulatedCrash`
-(a BaseException, so no handler of the protocol runs: the process "dies" there). The crash tests
-set ``DQ_FAILPOINT=<point>`` (optionally ``<point>:<n>`` for the n-th time it is reached) to make
-the process SIGKILL itself at that point, as a real crash would.
+(a BaseException, so no handler of the protocol runs: the process "dies" there). Tests that run a
+whole process (the crash tests SIGKILL a `dq-pipeline` child at a named point, as a real crash
+would) install a process-wide hook in that child before calling the CLI
+(`dq_pipeline_tests/failpoint_cli.py`, benchmarks/crash_test.py). Production code never installs
+one and reads no fault setting from the environment: with none installed a point costs a counter.
 """
 
 from __future__ import annotations
 
-import os
-import signal
 from collections import Counter
 from collections.abc import Callable
 
@@ -29,6 +29,19 @@ class SimulatedCrash(BaseException):
     """The process 'dies' here: nothing in the protocol catches a BaseException."""
 
 
+ProcessHook = Callable[[str, int, dict[str, object]], None]  # (point, n-th time this run reached it, info)
+_process_hook: ProcessHook | None = None
+
+
+def install_process_hook(hook: ProcessHook | None) -> ProcessHook | None:
+    """For tests only: call `hook` at every point of every run in this process (before the run's own
+    handlers), with the point, how many times that run (that `Hooks`) has reached it and the point's
+    info. None removes it. Returns the hook it replaces."""
+    global _process_hook
+    previous, _process_hook = _process_hook, hook
+    return previous
+
+
 class Hooks:
     def __init__(self, handlers: dict[str, Callable[..., None]] | None = None):
         unknown = set(handlers or {}) - set(POINTS)
@@ -36,14 +49,11 @@ class Hooks:
             raise ValueError(f"unknown hook point(s): {sorted(unknown)}")
         self._handlers = dict(handlers or {})
         self._reached: Counter[str] = Counter()
-        self._failpoint = os.environ.get("DQ_FAILPOINT", "")
 
     def __call__(self, point: str, **info: object) -> None:
         self._reached[point] += 1
-        if self._failpoint:
-            name, _, nth = self._failpoint.partition(":")
-            if name == point and self._reached[point] == int(nth or 1):
-                os.kill(os.getpid(), signal.SIGKILL)
+        if _process_hook is not None:
+            _process_hook(point, self._reached[point], info)
         handler = self._handlers.get(point)
         if handler is not None:
             handler(**info)
