@@ -8,10 +8,11 @@ ever picked up. The queue is not set here: dagster-celery replaces the worker's 
 reading this module, so the worker is told with `-Q "${DQ_CELERY_QUEUE:-dagster}"`.
 """
 
-import os
+# Read through their declarations (dq_pipeline/settings.py), as the run workers read them.
+from dq_pipeline.settings import setting_value
 
-broker_url = os.environ.get("DQ_CELERY_BROKER_URL") or "pyamqp://guest@localhost:5672//"
-result_backend = os.environ.get("DQ_CELERY_BACKEND_URL") or "rpc://"
+broker_url = setting_value("DQ_CELERY_BROKER_URL") or "pyamqp://guest@localhost:5672//"
+result_backend = setting_value("DQ_CELERY_BACKEND_URL") or "rpc://"
 
 # A step runs for seconds to minutes: a worker takes the next one only when it has a free process,
 # so a step never waits behind a busy process while another worker is idle.
