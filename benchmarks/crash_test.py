@@ -303,7 +303,7 @@ CHILDREN: set[subprocess.Popen[str]] = set()  # killed if this script is interru
 CHILD = r"""
 import json, os, signal, sys, time
 from pathlib import Path
-from dq_pipeline.sync import hooks
+from dq_pipeline.sync.write import hooks
 
 trace = os.environ.get("DQ_CRASH_TRACE", "")
 gate, _, nth = os.environ.get("DQ_CRASH_GATE", "").partition(":")

@@ -2,7 +2,7 @@
 
     python -m dq_pipeline_tests.failpoint_cli <point>[:<n>] -- <dq-pipeline arguments>
 
-installs a process-wide hook (`dq_pipeline.sync.hooks.install_process_hook`) that kills this process
+installs a process-wide hook (`dq_pipeline.sync.write.hooks.install_process_hook`) that kills this process
 with SIGKILL the n-th time (default 1) one run reaches `<point>` (a name of `hooks.POINTS`), as a real
 crash would there, then runs `dq_pipeline.cli.main`. `sync` runs its Dagster job in this process
 (`execute_in_process`), so the hook reaches every step. The fault is injected here, by the test:
@@ -15,7 +15,7 @@ import os
 import signal
 import sys
 
-from dq_pipeline.sync import hooks
+from dq_pipeline.sync.write import hooks
 
 
 def parse(spec: str) -> tuple[str, int]:

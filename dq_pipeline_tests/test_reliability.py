@@ -236,7 +236,7 @@ def test_lock_of_a_killed_holder_is_released_and_waiters_time_out(lock_url: str)
 GATED_CLI = r"""
 import json, os, sys, time
 from pathlib import Path
-from dq_pipeline.sync import hooks
+from dq_pipeline.sync.write import hooks
 
 folder = Path(os.environ["DQ_TEST_EVENTS"])
 gate = os.environ.get("DQ_TEST_GATE", "")

@@ -119,7 +119,7 @@ def test_settings_module_imports_no_dagster_and_embedding_can_use_it() -> None:
 
 
 def test_a_process_hook_sees_every_point_with_its_count_per_run() -> None:
-    from dq_pipeline.sync import hooks
+    from dq_pipeline.sync.write import hooks
 
     calls: list[tuple[str, int, dict[str, object]]] = []
     previous = hooks.install_process_hook(lambda point, n, info: calls.append((point, n, info)))
