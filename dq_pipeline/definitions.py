@@ -9,6 +9,7 @@ from dagster import Definitions, EnvVar
 
 from .defs.alerts import alert_on_failure_sensor
 from .defs.assets import catalog_embeddings, catalog_entries, catalog_index
+from .defs.batch import sync_catalogs_batch_job
 from .defs.checks import all_catalogs_in_sync
 from .defs.executors import executor_from_env
 from .defs.freshness import build_freshness, freshness_hours
@@ -68,7 +69,7 @@ def build_definitions(resources: dict[str, Any] | None = None, freshness: float 
     cron (DQ_SYNC_CRON), the freshness window (DQ_FRESHNESS_HOURS, or `freshness` hours; None or
     unset: no freshness check) and the executor (DQ_EXECUTOR: multiprocess, the default, or celery)."""
     checks = [all_catalogs_in_sync, index_matches_source]
-    jobs = [sync_catalog_job, reindex_catalog_job, repair_catalog_job, remove_catalog_job, verify_all_catalogs_job, *MODEL_JOBS]
+    jobs = [sync_catalog_job, sync_catalogs_batch_job, reindex_catalog_job, repair_catalog_job, remove_catalog_job, verify_all_catalogs_job, *MODEL_JOBS]
     schedules = [build_sync_schedule()]
     hours = freshness_hours() if freshness is UNSET else freshness
     if hours:

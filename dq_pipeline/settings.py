@@ -124,6 +124,21 @@ def _bounded(default: float, low: float, high: float) -> Callable[[str | None], 
     return parse
 
 
+DEFAULT_SYNC_BATCH_SIZE = 1000
+
+
+def sync_batch_size(raw: str | None) -> int:
+    """DQ_SYNC_BATCH_SIZE: catalogs per scheduled `sync_catalogs_batch` run, a whole number above 0."""
+    value = (raw or "").strip()
+    if not value:
+        return DEFAULT_SYNC_BATCH_SIZE
+    if not value.isdigit() or int(value) < 1:
+        raise ConfigurationError(
+            f"DQ_SYNC_BATCH_SIZE={value!r} is not a number of catalogs per run above 0 (e.g. {DEFAULT_SYNC_BATCH_SIZE})"
+        )
+    return int(value)
+
+
 def _max_runs(raw: str | None) -> int:
     return int(_bounded(DEFAULT_MAX_RUNS, 1, 1_000_000)(raw))
 
@@ -223,6 +238,10 @@ PROCESS_SETTINGS: tuple[Setting, ...] = (
             "the check `catalogs_fresh`, its job and its hourly schedule", parse=freshness_hours),
     Setting("DQ_SYNC_CRON", f"`{DEFAULT_CRON}`", "when the schedule syncs every catalog (UTC); read when the code location loads",
             parse=sync_cron),
+    Setting("DQ_SYNC_BATCH_SIZE", f"`{DEFAULT_SYNC_BATCH_SIZE}`",
+            "catalogs per run of the schedule's `sync_catalogs_batch` job (one step syncs them in turn); read at each "
+            "tick. With a Qdrant server and a `dq_qdrant` pool above 1, a smaller value spreads them over parallel runs",
+            parse=sync_batch_size),
     Setting("DQ_SENSOR_MAX_REMOVAL_SHARE", f"`{DEFAULT_MAX_REMOVAL_SHARE}`",
             "the largest share of catalogs the folder sensor removes in one tick (0 to 1); more is held back with an error",
             parse=_bounded(DEFAULT_MAX_REMOVAL_SHARE, 0.0, 1.0)),

@@ -71,9 +71,9 @@ def _run_schedule(h: Harness) -> list:
     run_requests = schedule(context)
     if isinstance(run_requests, SkipReason):
         return []
-    job = h.defs.resolve_job_def("sync_catalog")
+    job = h.defs.resolve_job_def("sync_catalogs_batch")
     for request in run_requests:
-        job.execute_in_process(partition_key=request.partition_key, tags=request.tags, instance=h.instance, raise_on_error=False)
+        job.execute_in_process(run_config=request.run_config, tags=request.tags, instance=h.instance, raise_on_error=False)
     return run_requests
 
 

@@ -242,7 +242,7 @@ def test_folder_sensor_survives_refused_files_and_a_missing_folder(settings: Set
 # --- 2. the schedule --------------------------------------------------------------------------------
 
 
-def test_schedule_requests_one_run_per_catalog_and_reads_its_cron(monkeypatch: pytest.MonkeyPatch, instance: DagsterInstance) -> None:
+def test_schedule_requests_a_batched_run_and_reads_its_cron(monkeypatch: pytest.MonkeyPatch, instance: DagsterInstance) -> None:
     monkeypatch.delenv("DQ_SYNC_CRON", raising=False)
     defs = build_definitions()
     schedule = defs.resolve_schedule_def("sync_all_catalogs_schedule")
@@ -264,9 +264,10 @@ def test_schedule_requests_one_run_per_catalog_and_reads_its_cron(monkeypatch: p
     assert evaluate().skip_message  # no partitions yet
     instance.add_dynamic_partitions(catalog_partitions.name, ["crm/customers", "finance/ledger", "sales/orders"])
     data = evaluate()
-    assert [r.partition_key for r in data.run_requests] == ["crm/customers", "finance/ledger", "sales/orders"]
-    assert len({r.run_key for r in data.run_requests}) == 3
-    assert all(r.tags["dq/trigger"] == "schedule" and r.job_name in (None, "sync_catalog") for r in data.run_requests)
+    # One batched run names the catalogs (tests/test_schedule_batch.py runs it).
+    (request,) = data.run_requests
+    assert request.run_config["ops"]["sync_catalogs"]["config"]["catalog_ids"] == ["crm/customers", "finance/ledger", "sales/orders"]
+    assert request.tags["dq/trigger"] == "schedule" and request.job_name in (None, "sync_catalogs_batch")
 
 
 # --- 3. auto-repair on failure ------------------------------------------------------------------------

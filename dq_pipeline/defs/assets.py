@@ -6,6 +6,8 @@ disagree after its write fails the run (docs/DESIGN.md, "Dagster facts": a parti
 
 
 import time
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from dagster import (
@@ -23,6 +25,7 @@ from dagster import (
     asset,
 )
 from pydantic import Field
+from sqlalchemy import Engine
 
 from ..catalog import ABSENT, ParsedCatalog, current_source_digest, read_catalog, validate_catalog_id
 from ..embedding import LazyEmbedder
@@ -31,6 +34,8 @@ from ..results import SyncCounts
 from ..sync import (
     CatalogVerification,
     Source,
+    SyncedStore,
+    SyncResult,
     new_contents,
     rebatched,
     refusals,
@@ -99,6 +104,130 @@ class SyncConfig(Config):
     force: bool = Field(default=False, description="Re-embed and rewrite every entry (force reindex).")
 
 
+# --- the work of each step, shared with the batched nightly job (defs/batch.py) ----------------------
+# Each function raises the error itself, not a Failure: a step turns it into its step failure, the
+# batch into that catalog's line of its report.
+
+
+def parse_catalog(folder: Path, catalog_id: str, open_record: Callable[[], Any]) -> tuple[ParsedCatalog, dict[str, Any]]:
+    """The catalog file parsed into its entry spool, and the parse step's metadata. A refusal is
+    recorded (shown by status/verify until the catalog syncs) before it is raised."""
+    started = time.perf_counter()
+    try:
+        validate_catalog_id(catalog_id)
+    except ValueError as exc:  # an impossible catalog id: refused like bad input
+        raise RefusedInput(str(exc)) from None
+    try:
+        parsed = read_catalog(folder, catalog_id)
+    except Exception as exc:
+        refusals.record_refusal(open_record, catalog_id, folder, exc)
+        raise
+    metadata = {
+        "entries": len(parsed.entries),
+        "by_kind": MetadataValue.json(parsed.entries.kinds()),
+        "parse_seconds": round(time.perf_counter() - started, 3),
+        "file_present": parsed.source_digest != ABSENT,
+        "source_digest": parsed.source_digest,
+        "warnings": len(parsed.warnings),
+        **({"warning_list": MetadataValue.json([str(w) for w in parsed.warnings[:50]])} if parsed.warnings else {}),
+    }
+    return parsed, metadata
+
+
+def parse_failure(exc: BaseException) -> Failure:
+    """A parse error as a step failure; a refusal also names its file and how many problems it has."""
+    extra = {"file": exc.path, "problems": getattr(exc, "count", len(exc.problems))} if hasattr(exc, "problems") else {}  # type: ignore[attr-defined]
+    return step_failure(exc, **extra)
+
+
+def embed_new(
+    engine: Engine, catalog_id: str, parsed: ParsedCatalog, embedder: EmbedderResource, force: bool
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Embed the entries whose content (or model) the record does not hold yet into the vector cache;
+    returns what the write needs (`model_id`, `dimension`, `embedded`) and the embedding step's metadata."""
+    started = time.perf_counter()
+    embedded = cached = todo = 0
+    model_id = embedder.model_id()
+    model = None
+    dimension = stored_dimension(engine, model_id)
+    known = () if force else stored_hashes(engine, catalog_id, model_id)
+
+    def not_cached():
+        nonlocal todo, cached
+        for part in new_contents(parsed.entries, known):
+            todo += len(part)
+            left = vector_cache.cached_hashes(engine, model_id, [h for h, _ in part])  # by an earlier attempt
+            cached += len(left)
+            yield [(h, t) for h, t in part if h not in left]
+
+    for texts in rebatched(not_cached(), CACHE_CHUNK):
+        model = model or embedder.load()
+        vector_cache.put(engine, model_id, [h for h, _ in texts], model.embed([t for _, t in texts]))
+        embedded += len(texts)
+    if dimension is None:
+        dimension = (model or embedder.load()).dimension
+    metadata = {
+        "embedded": embedded,
+        "already_cached": cached,
+        "skipped_unchanged": len(parsed.entries) - todo,
+        "embed_seconds": round(time.perf_counter() - started, 3),
+        "model": model_id,
+        "dimension": dimension,
+    }
+    return {"model_id": model_id, "dimension": dimension, "embedded": embedded}, metadata
+
+
+CACHE_CHUNK = 4096  # texts embedded and cached per round: bounds the step's memory
+
+
+def write_catalog(
+    synced: SyncedStore,
+    catalog_id: str,
+    parsed: ParsedCatalog,
+    embeddings: dict[str, Any],
+    folder: Path,
+    embedder: EmbedderResource,
+    force: bool,
+) -> tuple[SyncResult, CatalogVerification]:
+    """The catalog written to both stores through the protocol and verified; clears its refusal."""
+    lazy = LazyEmbedder(embedder.model_name(), embeddings["model_id"], embeddings["dimension"], embedder.batch_size, embedder.backend_name())
+    source = Source(parsed.source_digest, lambda: current_source_digest(folder, catalog_id))
+    result = synced.sync(catalog_id, parsed.entries, lazy, force=force, source=source, use_vector_cache=True)
+    verification = synced.verify(catalog_id)
+    refusals.record_sync(synced.engine, catalog_id, folder, parsed)  # clears its refusal, keeps its warnings
+    return result, verification
+
+
+def index_metadata(result: SyncResult, parsed: ParsedCatalog, embeddings: dict[str, Any], database: str) -> dict[str, Any]:
+    """The write step's metadata; the sync counts under the names `sync --json` reads back (results.py)."""
+    mirrored = result.standby
+    counts = SyncCounts(
+        inserted=result.inserted,
+        updated=result.updated,
+        deleted=result.deleted,
+        unchanged=result.unchanged,
+        embedded=embeddings["embedded"] + result.embedded + (mirrored.embedded if mirrored else 0),
+    )
+    return {
+        **counts.to_dict(),
+        "entries": result.inserted + result.updated + result.unchanged,
+        "retired_points": result.retired_points,
+        "recovered_journal_rows": result.recovered_journal_rows,
+        "model": result.model,
+        "collection": result.collection,
+        "database": database,
+        "source_digest": parsed.source_digest,
+        "warnings": len(parsed.warnings),
+        **{f"{name}": seconds for name, seconds in result.durations.items()},
+        # While a standby model is built (sync/write/model_roles.py): what this run did to its rows.
+        **({"standby_model": mirrored.model, "standby_written": mirrored.written} if mirrored else {}),
+        **({"standby_error": result.standby_error} if result.standby_error else {}),
+    }
+
+
+# --- the assets ---------------------------------------------------------------------------------
+
+
 @asset(
     partitions_def=catalog_partitions,
     group_name=GROUP,
@@ -112,30 +241,11 @@ class SyncConfig(Config):
     "entries, which removes the catalog.",
 )
 def catalog_entries(context: AssetExecutionContext, catalog_folder: CatalogFolder, store: SyncedStoreResource) -> ParsedCatalog:
-    catalog_id = context.partition_key
-    started = time.perf_counter()
     try:
-        validate_catalog_id(catalog_id)
-    except ValueError as exc:  # an impossible catalog id: refused like bad input
-        raise step_failure(RefusedInput(str(exc))) from None
-    try:
-        parsed = read_catalog(catalog_folder.path(), catalog_id)
+        parsed, metadata = parse_catalog(catalog_folder.path(), context.partition_key, store.record)
     except Exception as exc:
-        refusals.record_refusal(store.record, catalog_id, catalog_folder.path(), exc)  # shown by status/verify until it syncs
-        extra = {"file": exc.path, "problems": getattr(exc, "count", len(exc.problems))} if hasattr(exc, "problems") else {}
-        raise step_failure(exc, **extra) from None
-    kinds = parsed.entries.kinds()
-    context.add_output_metadata(
-        {
-            "entries": len(parsed.entries),
-            "by_kind": MetadataValue.json(kinds),
-            "parse_seconds": round(time.perf_counter() - started, 3),
-            "file_present": parsed.source_digest != ABSENT,
-            "source_digest": parsed.source_digest,
-            "warnings": len(parsed.warnings),
-            **({"warning_list": MetadataValue.json([str(w) for w in parsed.warnings[:50]])} if parsed.warnings else {}),
-        }
-    )
+        raise parse_failure(exc) from None
+    context.add_output_metadata(metadata)
     return parsed
 
 
@@ -156,48 +266,15 @@ def catalog_embeddings(
     embedder: EmbedderResource,
     store: SyncedStoreResource,
 ) -> dict[str, Any]:
-    started = time.perf_counter()
-    embedded = cached = todo = 0
-    entries = len(catalog_entries.entries)
     try:
-        model_id = embedder.model_id()
-        model = None
         with store.record() as engine:
-            dimension = stored_dimension(engine, model_id)
-            known = () if config.force else stored_hashes(engine, context.partition_key, model_id)
-
-            def not_cached():
-                nonlocal todo, cached
-                for part in new_contents(catalog_entries.entries, known):
-                    todo += len(part)
-                    left = vector_cache.cached_hashes(engine, model_id, [h for h, _ in part])  # by an earlier attempt
-                    cached += len(left)
-                    yield [(h, t) for h, t in part if h not in left]
-
-            for texts in rebatched(not_cached(), CACHE_CHUNK):
-                model = model or embedder.load()
-                vector_cache.put(engine, model_id, [h for h, _ in texts], model.embed([t for _, t in texts]))
-                embedded += len(texts)
-            if dimension is None:
-                dimension = (model or embedder.load()).dimension
+            embeddings, metadata = embed_new(engine, context.partition_key, catalog_entries, embedder, config.force)
     except Exception as exc:
         raise step_failure(exc) from exc
     finally:
         catalog_entries.entries.close()  # this step's handle only (see catalog_index)
-    context.add_output_metadata(
-        {
-            "embedded": embedded,
-            "already_cached": cached,
-            "skipped_unchanged": entries - todo,
-            "embed_seconds": round(time.perf_counter() - started, 3),
-            "model": model_id,
-            "dimension": dimension,
-        }
-    )
-    return {"model_id": model_id, "dimension": dimension, "embedded": embedded}
-
-
-CACHE_CHUNK = 4096  # texts embedded and cached per round: bounds the step's memory
+    context.add_output_metadata(metadata)
+    return embeddings
 
 
 @asset(
@@ -229,48 +306,20 @@ def catalog_index(
     embedder: EmbedderResource,
     store: SyncedStoreResource,
 ) -> MaterializeResult:
-    catalog_id = context.partition_key
-    lazy = LazyEmbedder(
-        embedder.model_name(), catalog_embeddings["model_id"], catalog_embeddings["dimension"], embedder.batch_size, embedder.backend_name()
-    )
-    folder = catalog_folder.path()
-    source = Source(catalog_entries.source_digest, lambda: current_source_digest(folder, catalog_id))
     try:
         # The step's own handle on the entries is closed with it: its page caches are not held while
         # the run's other steps go on (an in-process run keeps every step's inputs alive).
         with catalog_entries.entries, store.open() as synced:
-            result = synced.sync(catalog_id, catalog_entries.entries, lazy, force=config.force, source=source, use_vector_cache=True)
-            verification = synced.verify(catalog_id)
-            refusals.record_sync(synced.engine, catalog_id, folder, catalog_entries)  # clears its refusal, keeps its warnings
+            result, verification = write_catalog(
+                synced, context.partition_key, catalog_entries, catalog_embeddings, catalog_folder.path(), embedder, config.force
+            )
     except Exception as exc:
         raise step_failure(exc) from exc
     if result.retire_error:
         context.log.warning(result.retire_error)
     if result.standby_error:
         context.log.warning(result.standby_error)
-    mirrored = result.standby
-    counts = SyncCounts(  # the names `sync --json` reads back (results.py)
-        inserted=result.inserted,
-        updated=result.updated,
-        deleted=result.deleted,
-        unchanged=result.unchanged,
-        embedded=catalog_embeddings["embedded"] + result.embedded + (mirrored.embedded if mirrored else 0),
-    )
-    metadata: dict[str, Any] = {
-        **counts.to_dict(),
-        "entries": result.inserted + result.updated + result.unchanged,
-        "retired_points": result.retired_points,
-        "recovered_journal_rows": result.recovered_journal_rows,
-        "model": result.model,
-        "collection": result.collection,
-        "database": store.label(),
-        "source_digest": catalog_entries.source_digest,
-        "warnings": len(catalog_entries.warnings),
-        **{f"{name}": seconds for name, seconds in result.durations.items()},
-        # While a standby model is built (sync/write/model_roles.py): what this run did to its rows.
-        **({"standby_model": mirrored.model, "standby_written": mirrored.written} if mirrored else {}),
-        **({"standby_error": result.standby_error} if result.standby_error else {}),
-    }
+    metadata = index_metadata(result, catalog_entries, catalog_embeddings, store.label())
     return MaterializeResult(metadata=metadata, check_results=[ids_match_result(verification)])
 
 

@@ -24,11 +24,12 @@ from dagster._core.storage.dagster_run import IN_PROGRESS_RUN_STATUSES
 
 from .. import pushgateway
 from ..metrics import collect, registry_of
+from .batch import sync_catalogs_batch_job
 from .jobs import CATALOG_TAG, reindex_catalog_job, remove_catalog_job, repair_catalog_job, sync_catalog_job
 from .resources import Pushgateway, SyncedStoreResource
 from .sensors import PARTITION_TAG
 
-MONITORED = [sync_catalog_job, reindex_catalog_job, repair_catalog_job, remove_catalog_job]
+MONITORED = [sync_catalog_job, sync_catalogs_batch_job, reindex_catalog_job, repair_catalog_job, remove_catalog_job]
 # An evaluation handles up to 5 ended runs (DAGSTER_RUN_STATUS_SENSOR_PROCESS_LIMIT) and must end
 # within 60 s (DAGSTER_SENSOR_GRPC_TIMEOUT_SECONDS): 5 run pushes of at most TIMEOUT_S (5 s) each, and
 # one wait of at most WAIT_S for a collection (only the run that starts or re-arms one waits).
@@ -84,16 +85,19 @@ def _push_stores(store: SyncedStoreResource, url: str) -> str:
 
 def embedded_by(instance: Any, run_id: str, catalog_id: str) -> int | None:
     """Entries the run embedded for its catalog: the write step's `embedded` (it includes the
-    embedding step's), else the embedding step's when the write did not materialize; None if neither."""
-    found: dict[str, int] = {}
-    for record in instance.get_records_for_run(run_id, of_type=DagsterEventType.ASSET_MATERIALIZATION).records:
+    embedding step's), else the embedding step's when the write did not materialize; None if neither.
+    A run naming no catalog (a batch run, `catalog_id` "") counts every catalog it materialized."""
+    found: dict[str, dict[str, int]] = {}
+    for record in instance.get_records_for_run(run_id, of_type=DagsterEventType.ASSET_MATERIALIZATION, limit=None).records:
         materialization = record.event_log_entry.asset_materialization
-        if materialization is None or (materialization.partition or "") != catalog_id:
+        if materialization is None or (catalog_id and (materialization.partition or "") != catalog_id):
             continue
         value = materialization.metadata.get("embedded")
         if value is not None:
-            found[materialization.asset_key.to_user_string()] = int(value.value)
-    return found.get("catalog_index", found.get("catalog_embeddings"))
+            found.setdefault(materialization.partition or "", {})[materialization.asset_key.to_user_string()] = int(value.value)
+    per_catalog = [steps.get("catalog_index", steps.get("catalog_embeddings")) for steps in found.values()]
+    counted = [n for n in per_catalog if n is not None]
+    return sum(counted) if counted else None
 
 
 def _sensor(status: DagsterRunStatus, name: str):

@@ -45,6 +45,7 @@ from ..catalog import ABSENT, CatalogError, CatalogFile, source_digest, source_f
 from ..catalog.formats import OVERRIDES_FILE, choose, registry
 from ..settings import DEFAULT_MAX_REMOVAL_SHARE, setting_value
 from ..sync import committed_source_digests
+from .batch import BATCH_JOB, batch_failures, sync_catalogs_batch_job
 from .folder_scan import FileState, FolderScan, SensorState, discover_scanned, scan_folder
 from .jobs import (
     CATALOG_TAG,
@@ -689,9 +690,10 @@ def recent_auto_repairs(instance, catalog_id: str, now: datetime | None = None) 
     return instance.get_runs_count(runs_filter)
 
 
-def repair_request(catalog_id: str, failed_run_id: str) -> RunRequest:
+def repair_request(catalog_id: str, failed_run_id: str, batch: bool = False) -> RunRequest:
     return RunRequest(
-        run_key=failed_run_id,  # one repair per failed run, however often the sensor sees it
+        # One repair per failed run (per failed catalog of a batch run), however often the sensor sees it.
+        run_key=f"{failed_run_id}:{catalog_id}" if batch else failed_run_id,
         run_config={"ops": {"repair_catalogs": {"config": {"catalog_ids": [catalog_id]}}}},
         tags={CATALOG_TAG: catalog_id, TRIGGER_TAG: AUTO_REPAIR, "dq/failed_run": failed_run_id},
     )
@@ -699,16 +701,19 @@ def repair_request(catalog_id: str, failed_run_id: str) -> RunRequest:
 
 @run_failure_sensor(
     name="auto_repair_sensor",
-    monitored_jobs=[sync_catalog_job, reindex_catalog_job, remove_catalog_job],
+    monitored_jobs=[sync_catalog_job, sync_catalogs_batch_job, reindex_catalog_job, remove_catalog_job],
     request_job=repair_catalog_job,
     default_status=DefaultSensorStatus.RUNNING,
     description=f"When a sync, reindex or removal run fails for a transient reason (a store unreachable, a "
     f"failed blocking ID-set check), launches repair_catalog for its catalog, at most {MAX_AUTO_REPAIRS} times "
     f"per catalog in {int(AUTO_REPAIR_WINDOW.total_seconds() // 3600)}h. A terminal failure (refused input, "
-    "configuration, lost lock) is not repaired. The catalog sensor requests the failed sync itself again.",
+    "configuration, lost lock) is not repaired. The catalog sensor requests the failed sync itself again. A "
+    "sync_catalogs_batch run is repaired catalog by catalog, for each catalog its failure names.",
 )
 def auto_repair_sensor(context: RunFailureSensorContext):
     run = context.dagster_run
+    if run.job_name == BATCH_JOB:
+        return _repair_batch(context, batch_failures(context.get_step_failure_events()))
     catalog_id = run.tags.get(PARTITION_TAG) or run.tags.get(CATALOG_TAG)
     if not catalog_id:
         return SkipReason(f"run {run.run_id} of {run.job_name} names no catalog; nothing to repair")
@@ -734,3 +739,33 @@ def auto_repair_sensor(context: RunFailureSensorContext):
 
     context.log.info(f"{catalog_id}: run {run.run_id} failed ({kind}); requesting repair")
     return repair_request(catalog_id, run.run_id)
+
+
+def _repair_batch(context: RunFailureSensorContext, failures: dict[str, dict[str, Any]]):
+    """A batch run names each catalog that failed and how: the same rules as for a catalog's own
+    run, applied to each (terminal: not repaired; at most MAX_AUTO_REPAIRS in the window)."""
+    run = context.dagster_run
+    if not failures:
+        # The step failed before any catalog (the stores could not be opened): no catalog started
+        # a write, so none has anything to repair.
+        message = f"run {run.run_id} of {run.job_name} failed before syncing any catalog; nothing to repair"
+        context.log.info(message)
+        return SkipReason(message)
+    requests: list[RunRequest] = []
+    notes: list[str] = []
+    for catalog_id, failure in sorted(failures.items()):
+        if failure.get("refused") or not failure.get("transient", True):
+            notes.append(f"{catalog_id}: terminal ({failure.get('error_kind')}), not repaired")
+            continue
+        attempts = recent_auto_repairs(context.instance, catalog_id)
+        if attempts >= MAX_AUTO_REPAIRS:
+            notes.append(f"{catalog_id}: auto-repair bound reached ({attempts} in the window), NOT repaired")
+            context.log.error(f"auto-repair bound reached for catalog {catalog_id}; run {run.run_id} failed again and is NOT repaired automatically")
+            continue
+        requests.append(repair_request(catalog_id, run.run_id, batch=True))
+    for note in notes:
+        context.log.info(note)
+    if not requests:
+        return SkipReason(f"run {run.run_id}: " + "; ".join(notes))
+    context.log.info(f"run {run.run_id} failed for {len(failures)} catalogs; requesting repair of {', '.join(r.tags[CATALOG_TAG] for r in requests)}")
+    return requests
