@@ -26,7 +26,7 @@ from dagster import (
 from dq_pipeline.defs.alerts import alert_on_failure_sensor
 from dq_pipeline.defs.batch import BATCH_JOB, BATCH_STEP, batch_failures
 from dq_pipeline.defs.jobs import CATALOG_TAG, SYNC_JOB
-from dq_pipeline.defs.partitions import catalog_partitions
+from dq_pipeline.defs.metrics_push import embedded_by
 from dq_pipeline.defs.resources import CatalogFolder
 from dq_pipeline.defs.schedules import batch_size
 from dq_pipeline.settings import Settings
@@ -86,12 +86,15 @@ def materializations(result, asset: str) -> dict[str, dict]:
     return found
 
 
-def check_rows(instance: DagsterInstance, run_id: str) -> dict[str, tuple[str, int | None]]:
+def check_rows(dagster: DagsterInstance, run_id: str) -> dict[str, tuple[str, int | None]]:
     """The instance's ids_match executions of the run, by partition: (status, target materialization)."""
-    rows = instance.event_log_storage.get_asset_check_execution_history(IDS_MATCH, limit=1000)
-    return {r.partition: (r.status.value, r.event.dagster_event.asset_check_evaluation_data.target_materialization_data.storage_id
-                          if r.event.dagster_event.asset_check_evaluation_data.target_materialization_data else None)
-            for r in rows if r.run_id == run_id}
+    rows = dagster.event_log_storage.get_asset_check_execution_history(IDS_MATCH, limit=1000)
+    found = {}
+    for r in rows:
+        if r.run_id == run_id:
+            target = r.event.dagster_event.asset_check_evaluation_data.target_materialization_data
+            found[r.partition] = (r.status.value, target.storage_id if target else None)
+    return found
 
 
 def test_the_nightly_tick_is_one_run_and_every_catalog_keeps_its_partition(synced: Harness, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -115,6 +118,7 @@ def test_the_nightly_tick_is_one_run_and_every_catalog_keeps_its_partition(synce
     checks = check_rows(h.instance, result.run_id)
     assert set(checks) == SAMPLES  # one execution per catalog, none replacing another
     assert all(status == "SUCCEEDED" and target is not None for status, target in checks.values())
+    assert embedded_by(h.instance, result.run_id, "") == 0  # what the metrics push reports for the run: every catalog's sum
 
     # Bigger folders are split into runs of DQ_SYNC_BATCH_SIZE catalogs, each with its own run key.
     monkeypatch.setenv("DQ_SYNC_BATCH_SIZE", "2")
