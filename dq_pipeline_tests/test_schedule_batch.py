@@ -201,3 +201,14 @@ def test_a_file_removed_before_its_turn_is_skipped_never_removed(synced: Harness
     assert set(materializations(result, "catalog_index")) == SAMPLES - {"finance/ledger"}
     with SyncedStore.open(h.settings.database_url, qdrant_path=h.settings.qdrant_path) as store:
         assert store.verify("finance/ledger").pg > 0  # the folder sensor decides removals, with its guards
+
+    # A catalog named by hand that is no partition fails alone, terminally (nothing to repair).
+    manual = h.defs.resolve_job_def(BATCH_JOB).execute_in_process(
+        run_config={"ops": {BATCH_STEP: {"config": {"catalog_ids": ["sales/orders", "ghost/catalog"]}}}},
+        instance=h.instance,
+        raise_on_error=False,
+    )
+    assert not manual.success and set(materializations(manual, "catalog_index")) == {"sales/orders"}
+    failures = batch_failures([e for e in manual.all_events if e.is_step_failure])
+    assert list(failures) == ["ghost/catalog"] and failures["ghost/catalog"]["error_kind"] == "ConfigurationError"
+    assert not failures["ghost/catalog"]["transient"]

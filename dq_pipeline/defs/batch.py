@@ -26,7 +26,7 @@ if some catalog has new content (process-wide cache, embedding/embedder.py).
 import json
 import time
 from collections.abc import Iterator
-from contextlib import nullcontext
+from contextlib import ExitStack, nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -211,12 +211,11 @@ def sync_catalogs(
     failures: dict[str, dict[str, Any]] = {}
     skipped: dict[str, str] = {}
     synced_ids: list[str] = []
-    try:
-        opened = store.open()
-        synced = opened.__enter__()
-    except Exception as exc:
-        raise step_failure(exc) from exc
-    try:
+    with ExitStack() as stack:
+        try:
+            synced = stack.enter_context(store.open())  # once for every catalog: embedded Qdrant admits one process
+        except Exception as exc:
+            raise step_failure(exc) from exc
         database = store.label()
         for catalog_id in catalog_ids:
             if catalog_id not in partitions:
@@ -242,8 +241,6 @@ def sync_catalogs(
                         partition=catalog_id,
                         metadata={"sync_failed": outcome["error"], "error_kind": outcome["error_kind"], "failed_step": outcome["step"]},
                     )
-    finally:
-        opened.__exit__(None, None, None)
     summary: dict[str, Any] = {
         "catalogs": len(catalog_ids),
         "synced": len(synced_ids),
