@@ -17,7 +17,7 @@ import pytest
 from dq_pipeline.catalog import CatalogError, Entry, discover, parse_catalog, parse_with_warnings
 from dq_pipeline.catalog.formats import choose
 from dq_pipeline.catalog.formats.great_expectations import wording
-from dq_pipeline.catalog.formats.text_cleanup import html_to_text
+from dq_pipeline.catalog.formats.toolkit.html_text import html_to_text
 
 OPEN = Path(__file__).resolve().parent / "fixtures" / "open"
 

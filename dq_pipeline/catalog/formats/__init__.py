@@ -30,8 +30,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..entry import CatalogError, Entry
+from .toolkit.sniffing import read_head
 
-HEAD_BYTES = 65536
 OVERRIDES_FILE = ".dq-formats.yaml"
 
 
@@ -89,11 +89,6 @@ def by_name(name: str) -> Format:
 
 def suffixes() -> set[str]:
     return {suffix for fmt in registry() for suffix in fmt.suffixes}
-
-
-def _head(path: Path) -> str:
-    with path.open("rb") as handle:
-        return handle.read(HEAD_BYTES).decode("utf-8-sig", errors="replace")
 
 
 def override(root: Path, relative: str, display: str) -> str | dict | None:
@@ -155,7 +150,7 @@ def _with_columns(fmt: Format, columns: object, display: str) -> Format:
 def _detect(path: Path, display: str) -> Format:
     suffix = path.suffix.lower()
     candidates = [fmt for fmt in registry() if suffix in fmt.suffixes]
-    head = _head(path) if candidates else ""
+    head = read_head(path) if candidates else ""
     for fmt in candidates:
         if fmt.detect(head):
             return fmt

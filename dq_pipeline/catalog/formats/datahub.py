@@ -41,20 +41,11 @@ from ..builder import EntryCollector
 from ..entry import CatalogError, Entry
 from . import Format
 from .records import load_json
-from .text_cleanup import (
-    Bad,
-    at,
-    compose,
-    items,
-    jsonable,
-    listing,
-    load_document,
-    mapping,
-    outline,
-    plain,
-    text_list,
-    type_name,
-)
+from .toolkit.documents import load_document
+from .toolkit.paths import at
+from .toolkit.sniffing import outline
+from .toolkit.values import Bad, items, jsonable, mapping, scalar_text, text_list, type_name
+from .toolkit.wording import compose_text, listing
 
 log = logging.getLogger(__name__)
 
@@ -119,9 +110,9 @@ def _urns(value: Any, where: str, list_key: str, urn_key: str) -> list[str]:
     holder = mapping(value, where, "the aspect")
     for i, item in enumerate(items(holder.get(list_key), at(where, list_key), f"`{list_key}`")):
         if isinstance(item, dict):
-            urn = plain(item.get(urn_key), at(at(at(where, list_key), i), urn_key))
+            urn = scalar_text(item.get(urn_key), at(at(at(where, list_key), i), urn_key))
         else:
-            urn = plain(item, at(at(where, list_key), i))
+            urn = scalar_text(item, at(at(where, list_key), i))
         if urn:
             found.append(urn)
     return found
@@ -171,7 +162,7 @@ class _Reader:
         ((class_name, snapshot),) = value.items()
         swhere = at(where, class_name)
         snapshot = mapping(snapshot, swhere, "a snapshot")
-        urn = plain(snapshot.get("urn"), at(swhere, "urn"), "a urn")
+        urn = scalar_text(snapshot.get("urn"), at(swhere, "urn"), "a urn")
         if not urn:
             raise Bad(swhere, "a snapshot needs a `urn`")
         aspects = items(snapshot.get("aspects"), at(swhere, "aspects"), "`aspects`")
@@ -186,13 +177,13 @@ class _Reader:
             self.aspect(entity, _aspect_name(aspect_class), body, at(awhere, aspect_class))
 
     def proposal(self, where: str, record: dict[str, Any]) -> None:
-        urn = plain(record.get("entityUrn"), at(where, "entityUrn"), "a urn")
+        urn = scalar_text(record.get("entityUrn"), at(where, "entityUrn"), "a urn")
         if not urn:
             raise Bad(where, "an MCP needs an `entityUrn`")
-        name = plain(record.get("aspectName"), at(where, "aspectName"), "an aspect name")
+        name = scalar_text(record.get("aspectName"), at(where, "aspectName"), "an aspect name")
         if not name:
             raise Bad(where, "an MCP needs an `aspectName`")
-        change = plain(record.get("changeType"), at(where, "changeType"))
+        change = scalar_text(record.get("changeType"), at(where, "changeType"))
         entity = self.entity(urn, where)
         if entity is None:
             return
@@ -208,7 +199,7 @@ class _Reader:
     def aspect_body(self, value: Any, where: str) -> tuple[Any, str]:
         value = mapping(value, where, "`aspect`")
         if isinstance(value.get("value"), str):
-            content = plain(value.get("contentType"), at(where, "contentType"))
+            content = scalar_text(value.get("contentType"), at(where, "contentType"))
             if content not in (None, "application/json"):
                 raise Bad(at(where, "contentType"), f"cannot read aspect content type {content!r}")
             try:
@@ -257,8 +248,8 @@ class _Reader:
         platform, urn_name, env = match.groups() if match else (None, None, None)
         props, pwhere = self.get(entity, "datasetProperties")
         edits, ewhere = self.get(entity, "editableDatasetProperties")
-        name = plain(props.get("name"), at(pwhere, "name")) or urn_name or entity.urn
-        description = plain(_union(edits.get("description")), at(ewhere, "description")) or plain(
+        name = scalar_text(props.get("name"), at(pwhere, "name")) or urn_name or entity.urn
+        description = scalar_text(_union(edits.get("description")), at(ewhere, "description")) or scalar_text(
             _union(props.get("description")), at(pwhere, "description")
         )
         tags_aspect, twhere = self.get(entity, "globalTags")
@@ -277,7 +268,7 @@ class _Reader:
             "platform": platform,
             "name": name,
             "env": env,
-            "qualified_name": plain(props.get("qualifiedName"), at(pwhere, "qualifiedName")),
+            "qualified_name": scalar_text(props.get("qualifiedName"), at(pwhere, "qualifiedName")),
             "description": description,
             "sub_types": types,
             "tags": tags,
@@ -285,8 +276,8 @@ class _Reader:
             "owners": owners,
             "upstreams": upstreams,
             "custom_properties": jsonable(props.get("customProperties")),
-            "external_url": plain(props.get("externalUrl"), at(pwhere, "externalUrl")),
-            "schema_name": plain(schema.get("schemaName"), at(swhere, "schemaName")),
+            "external_url": scalar_text(props.get("externalUrl"), at(pwhere, "externalUrl")),
+            "schema_name": scalar_text(schema.get("schemaName"), at(swhere, "schemaName")),
         }
         field_names = [
             self.field_name(f.get("fieldPath"))
@@ -300,7 +291,7 @@ class _Reader:
             extras.append(f"Glossary terms: {', '.join(terms)}")
         if field_names:
             extras.append(f"Fields: {listing(field_names, 40)}")
-        text = compose("dataset", name, {"type": platform, "description": description, "tags": tags}, extras)
+        text = compose_text("dataset", name, {"type": platform, "description": description, "tags": tags}, extras)
         self.collector.add(entity.where, entity.urn, "dataset", payload, text=text)
         edited = self.field_edits(entity)
         for k, item in enumerate(fields):
@@ -327,7 +318,7 @@ class _Reader:
         ):
             iwhere = at(at(where, "editableSchemaFieldInfo"), i)
             info = mapping(info, iwhere, "an editable field info")
-            path = plain(info.get("fieldPath"), at(iwhere, "fieldPath"))
+            path = scalar_text(info.get("fieldPath"), at(iwhere, "fieldPath"))
             if path:
                 edits[path] = (info, iwhere)
         return edits
@@ -342,11 +333,11 @@ class _Reader:
     ) -> None:
         if not isinstance(item, dict):
             raise Bad(where, f"a schema field must be an object, found {type_name(item)}")
-        path = plain(item.get("fieldPath"), at(where, "fieldPath"), "a field path")
+        path = scalar_text(item.get("fieldPath"), at(where, "fieldPath"), "a field path")
         if not path:
             raise Bad(where, "a schema field needs a `fieldPath`")
         edit, ewhere = edits.get(path, ({}, where))
-        description = plain(_union(edit.get("description")), at(ewhere, "description")) or plain(
+        description = scalar_text(_union(edit.get("description")), at(ewhere, "description")) or scalar_text(
             _union(item.get("description")), at(where, "description")
         )
         tags = [_tail(t) for t in _urns(item.get("globalTags"), at(where, "globalTags"), "tags", "tag")]
@@ -368,7 +359,7 @@ class _Reader:
             )
             if t not in terms
         ]
-        native = plain(_union(item.get("nativeDataType")), at(where, "nativeDataType"))
+        native = scalar_text(_union(item.get("nativeDataType")), at(where, "nativeDataType"))
         type_class = mapping(item.get("type"), at(where, "type"), "`type`").get("type")
         datahub_type = None
         if isinstance(type_class, dict) and len(type_class) == 1:
@@ -387,7 +378,7 @@ class _Reader:
             "glossary_terms": terms,
         }
         extras = [f"Glossary terms: {', '.join(terms)}"] if terms else []
-        text = compose(
+        text = compose_text(
             "field",
             f"{dataset_name}.{name}",
             {"type": native or datahub_type, "description": description, "tags": tags},
@@ -397,23 +388,23 @@ class _Reader:
 
     def term(self, entity: _Entity) -> None:
         info, where = self.get(entity, "glossaryTermInfo")
-        name = plain(info.get("name"), at(where, "name")) or _tail(entity.urn)
-        definition = plain(_union(info.get("definition")), at(where, "definition"))
-        parent = plain(info.get("parentNode"), at(where, "parentNode"))
+        name = scalar_text(info.get("name"), at(where, "name")) or _tail(entity.urn)
+        definition = scalar_text(_union(info.get("definition")), at(where, "definition"))
+        parent = scalar_text(info.get("parentNode"), at(where, "parentNode"))
         payload = {
             "urn": entity.urn,
             "name": name,
             "definition": definition,
             "parent_node": parent,
-            "term_source": plain(info.get("termSource"), at(where, "termSource")),
-            "source_ref": plain(info.get("sourceRef"), at(where, "sourceRef")),
-            "source_url": plain(info.get("sourceUrl"), at(where, "sourceUrl")),
+            "term_source": scalar_text(info.get("termSource"), at(where, "termSource")),
+            "source_ref": scalar_text(info.get("sourceRef"), at(where, "sourceRef")),
+            "source_url": scalar_text(info.get("sourceUrl"), at(where, "sourceUrl")),
             "custom_properties": jsonable(info.get("customProperties")),
         }
         extras = [f"Parent: {_tail(parent)}"] if parent else []
         if payload["source_ref"]:
             extras.append(f"Source: {payload['source_ref']}")
-        text = compose("glossary_term", name, {"description": definition}, extras)
+        text = compose_text("glossary_term", name, {"description": definition}, extras)
         self.collector.add(entity.where, entity.urn, "glossary_term", payload, text=text)
 
 

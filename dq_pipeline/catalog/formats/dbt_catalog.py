@@ -8,7 +8,7 @@ A standalone catalog.json yields one `table` entry per node and source (key: the
 and one `column` entry per column (key ``<unique_id>.<column>``) with its type and comment.
 
 Reads: `metadata.dbt_schema_version`, `nodes` and `sources` (metadata, columns). Ignores: table
-`stats`, `errors`, other top-level keys. Streams the file (see dbt_common), so size is no concern.
+`stats`, `errors`, other top-level keys. Streams the file (see toolkit.documents.json_sections), so size is no concern.
 Refuses, naming the JSON path: invalid or truncated JSON, nesting deeper than 100 levels, nodes or
 columns that are not objects. Warns: an embedded text cut to its first 8,192 characters or a payload over 1 MiB (see builder: the payload is kept whole).
 Duplicate keys: refused in any object (dbt writes none; RFC 8259 leaves their meaning undefined).
@@ -23,16 +23,12 @@ from typing import Any
 from ..builder import EntryCollector
 from ..entry import CatalogError, Entry, Problem
 from . import Format
-from .dbt_common import (
-    artifact_kind,
-    compose,
-    json_sections,
-    member,
-    read_head,
-    schema_version,
-    sibling,
-    type_name,
-)
+from .toolkit.dbt import schema_version, sibling
+from .toolkit.documents import json_sections
+from .toolkit.paths import member
+from .toolkit.sniffing import artifact_kind, read_head
+from .toolkit.values import type_name
+from .toolkit.wording import compose_text, labelled
 
 
 @dataclass
@@ -182,8 +178,8 @@ def parse(path: Path, display: str) -> list[Entry]:
             "owner": table.owner,
             "description": table.comment,
         }
-        text = compose(
-            "table", title, payload, [("Relation", relation), ("Relation type", table.relation_type)]
+        text = compose_text(
+            "table", title, payload, labelled([("Relation", relation), ("Relation type", table.relation_type)])
         )
         collector.add(table.location, uid, "table", payload, text=text)
         for column in table.columns:

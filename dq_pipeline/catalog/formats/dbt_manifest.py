@@ -6,7 +6,7 @@ keyed by its unique_id and worded as "not_null on customers.customer_id" with it
 severity and the node it attaches to (`attached_node`, else `depends_on`). Node and column texts
 carry descriptions, tags, meta, materialization, relation and the tests that apply ("Rules: ...").
 Descriptions resolve ``{{ doc(...) }}`` through the manifest's `docs` blocks; other Jinja is made
-readable (dbt_common.Readable). Disabled resources (the `disabled` section, `config.enabled: false`)
+readable (toolkit.dbt.Readable). Disabled resources (the `disabled` section, `config.enabled: false`)
 and the tests attached to them are left out.
 
 A sibling ``catalog.json`` (see dbt_catalog) adds column types the manifest lacks, the columns the
@@ -21,7 +21,7 @@ Duplicate keys: refused in any object (dbt writes none; RFC 8259 leaves their me
 Ignores: macros, exposures, metrics, semantic models, saved queries, unit tests, groups, selectors,
 functions, parent/child maps, analyses and operations, compiled SQL.
 
-Size: a manifest is often one multi-megabyte line. It is streamed in one pass (dbt_common.json_sections,
+Size: a manifest is often one multi-megabyte line. It is streamed in one pass (toolkit.documents.json_sections,
 ijson): each node is built, reduced to the fields above and dropped, so memory is bounded by the
 largest node plus the entries, and duplicate keys anywhere are still refused. Measured on a 103 MB
 one-line manifest (the hubspot one x68): streaming alone 3.6 s and 21 MB peak RSS, where
@@ -40,23 +40,22 @@ from ..builder import EntryCollector
 from ..entry import CatalogError, Entry, Problem
 from . import Format
 from .dbt_catalog import CatalogTable, read_catalog
-from .dbt_common import (
+from .toolkit.dbt import (
     NOT_ARGUMENTS,
     Readable,
     argument_text,
-    artifact_kind,
-    compose,
-    json_sections,
-    member,
     meta_text,
-    plain,
-    read_head,
+    readable_payload,
     rule_text,
     schema_version,
     sibling,
     tag_list,
-    type_name,
 )
+from .toolkit.documents import json_sections
+from .toolkit.paths import member
+from .toolkit.sniffing import artifact_kind, read_head
+from .toolkit.values import type_name
+from .toolkit.wording import compose_text, labelled
 
 NODE_KINDS = ("model", "seed", "snapshot")
 SECTIONS = ("metadata", "nodes", "sources", "docs", "disabled")
@@ -438,7 +437,7 @@ def _rule(test: Test, readable: Readable) -> str:
 
 def _add_node(collector: EntryCollector, node: Node, readable: Readable) -> None:
     description = readable.text(node.description, node.package)
-    meta = plain(node.meta, readable)
+    meta = readable_payload(node.meta, readable)
     payload = {
         **node.payload,
         "description": description,
@@ -454,10 +453,10 @@ def _add_node(collector: EntryCollector, node: Node, readable: Readable) -> None
         ("Loader", payload.get("loader")),
         ("Meta", meta_text(meta)),
     ]
-    text = compose(node.kind, node.title, payload, extras)
+    text = compose_text(node.kind, node.title, payload, labelled(extras))
     collector.add(node.location, node.uid, node.kind, payload, text=text)
     for column in node.columns:
-        column_meta = plain(column.meta, readable)
+        column_meta = readable_payload(column.meta, readable)
         fields = {
             "name": column.name,
             "table": node.uid,
@@ -468,7 +467,9 @@ def _add_node(collector: EntryCollector, node: Node, readable: Readable) -> None
             "rules": column.rules,
             "documented": column.documented,
         }
-        text = compose("column", f"{node.title}.{column.name}", fields, [("Meta", meta_text(column_meta))])
+        text = compose_text(
+            "column", f"{node.title}.{column.name}", fields, labelled([("Meta", meta_text(column_meta))])
+        )
         collector.add(column.location, f"{node.uid}.{column.name}", "column", fields, text=text)
 
 
@@ -493,13 +494,13 @@ def _add_test(collector: EntryCollector, test: Test, node: Node | None, readable
         "test": test.test or "singular",
         "column": test.column,
         "applies_to": test.attached,
-        "arguments": plain(shown, readable),
+        "arguments": readable_payload(shown, readable),
         "severity": str(severity).lower() if isinstance(severity, str) else None,
         "where": readable.text(where) if isinstance(where, str) else None,
         "depends_on": test.depends_on,
         "description": readable.text(test.description, test.package),
         "tags": test.tags,
-        "meta": plain(test.meta, readable),
+        "meta": readable_payload(test.meta, readable),
         "package": test.package,
         "path": test.path,
     }

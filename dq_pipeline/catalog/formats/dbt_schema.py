@@ -10,7 +10,7 @@ data test under `data_tests:` or the older `tests:` (both at once is refused, as
 Test keys: ``test.<test>.<target key>``, plus a hash of the arguments when it has any, so two tests
 of one kind on one target differ and a key never depends on the order of the file.
 Descriptions are made readable: ``{{ doc("x") }}`` becomes "x" in words (doc blocks live in other
-files), other Jinja as in dbt_common.Readable. `config.enabled: false` leaves a resource out.
+files), other Jinja as in toolkit.dbt.Readable. `config.enabled: false` leaves a resource out.
 
 Warns (accepted as dbt accepts them, each warning naming the file and both lines): a duplicate mapping key
 (dbt >= 1.10 warns, the last value wins) and a duplicate column name in one model, seed, snapshot or
@@ -43,20 +43,20 @@ from ..entry import Entry
 from ..notices import warn_at
 from ..source import read_text
 from . import Format
-from .dbt_common import (
+from .records import load_yaml
+from .toolkit.dbt import (
     NOT_ARGUMENTS,
     Readable,
     args_hash,
     argument_text,
-    compose,
     has_template,
     meta_text,
-    plain,
+    readable_payload,
     rule_text,
     tag_list,
-    type_name,
 )
-from .records import load_yaml
+from .toolkit.values import type_name
+from .toolkit.wording import compose_text, labelled
 
 RESOURCES = ("models", "sources", "seeds", "snapshots")
 IGNORED = (
@@ -179,7 +179,7 @@ class _File:
             "name": name,
             "description": self.text(item.get("description")),
             "tags": tag_list(item.get("tags"), config.get("tags")),
-            "meta": plain(
+            "meta": readable_payload(
                 {**self.mapping(config, "meta", f"{path}.config"), **self.mapping(item, "meta", path)},
                 self.readable,
             ),
@@ -192,7 +192,8 @@ class _File:
         columns = self.columns(item, path, key, name, {str(k).lower(): v for k, v in column_types.items()})
         payload["rules"] += self.tests(item, path, key, name, None)
         extras = [("Materialized", payload.get("materialized")), ("Meta", meta_text(payload["meta"]))]
-        self.collector.add(location, key, kind, payload, text=compose(kind, name, payload, extras))
+        text = compose_text(kind, name, payload, labelled(extras))
+        self.collector.add(location, key, kind, payload, text=text)
         self.add_columns(columns)
 
     def source(self, item: dict[str, Any], name: str, path: str, location: str) -> None:
@@ -203,7 +204,7 @@ class _File:
             "name": name,
             "description": self.text(item.get("description")),
             "tags": tag_list(item.get("tags"), config.get("tags")),
-            "meta": plain(
+            "meta": readable_payload(
                 {**self.mapping(config, "meta", f"{path}.config"), **self.mapping(item, "meta", path)},
                 self.readable,
             ),
@@ -212,7 +213,8 @@ class _File:
             "loader": item.get("loader"),
         }
         extras = [("Loader", self.text(payload["loader"])), ("Meta", meta_text(payload["meta"]))]
-        self.collector.add(location, key, "source", payload, text=compose("source", name, payload, extras))
+        text = compose_text("source", name, payload, labelled(extras))
+        self.collector.add(location, key, "source", payload, text=text)
         seen: dict[str, str] = {}
         for table_path, table in self.items(item, "tables", path):
             table_name = self.named(table, table_path, item, "source table")
@@ -248,7 +250,7 @@ class _File:
             "source_name": source,
             "description": self.text(table.get("description")),
             "tags": tag_list(table.get("tags"), config.get("tags")),
-            "meta": plain(
+            "meta": readable_payload(
                 {**self.mapping(config, "meta", f"{path}.config"), **self.mapping(table, "meta", path)},
                 self.readable,
             ),
@@ -262,7 +264,8 @@ class _File:
         parts = [database, schema, identifier] if database else [schema, identifier]
         literal = all(isinstance(p, str) and p and not has_template(p) for p in parts)
         extras = [("Relation", ".".join(parts) if literal else ""), ("Meta", meta_text(payload["meta"]))]
-        self.collector.add(location, key, "source", payload, text=compose("source", title, payload, extras))
+        text = compose_text("source", title, payload, labelled(extras))
+        self.collector.add(location, key, "source", payload, text=text)
         self.add_columns(columns)
 
     def constraints(self, item: dict[str, Any]) -> list[str]:
@@ -309,7 +312,7 @@ class _File:
                 else None,
                 "description": self.text(column.get("description")),
                 "tags": tag_list(column.get("tags"), config.get("tags")),
-                "meta": plain(
+                "meta": readable_payload(
                     {
                         **self.mapping(config, "meta", f"{column_path}.config"),
                         **self.mapping(column, "meta", column_path),
@@ -324,7 +327,7 @@ class _File:
 
     def add_columns(self, columns: list[tuple[str, str, str, dict[str, Any]]]) -> None:
         for location, key, title, payload in columns:
-            text = compose("column", title, payload, [("Meta", meta_text(payload["meta"]))])
+            text = compose_text("column", title, payload, labelled([("Meta", meta_text(payload["meta"]))]))
             self.collector.add(location, key, "column", payload, text=text)
 
     # --- tests --------------------------------------------------------------------------------
@@ -401,14 +404,14 @@ class _File:
             "test": name,
             "column": column,
             "applies_to": target,
-            "arguments": plain(checked, self.readable),
+            "arguments": readable_payload(checked, self.readable),
             "severity": str(severity).lower()
             if isinstance(severity, str) and not has_template(severity)
             else None,
             "where": self.readable.text(where) if isinstance(where, str) else None,
             "description": self.text(description),
             "tags": tag_list(arguments.get("tags"), config.get("tags")),
-            "meta": plain(config.get("meta") if isinstance(config.get("meta"), dict) else {}, self.readable),
+            "meta": readable_payload(config.get("meta") if isinstance(config.get("meta"), dict) else {}, self.readable),
         }
         heading = f"{name} on {title}.{column}" if column else f"{name} on {title}"
         heading += f" ({shown})" if shown else ""

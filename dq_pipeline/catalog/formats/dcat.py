@@ -42,22 +42,12 @@ from ..builder import EntryCollector
 from ..entry import CatalogError, Entry
 from ..notices import tolerated
 from . import Format
-from .text_cleanup import (
-    YAML_SUFFIXES,
-    Bad,
-    at,
-    compose,
-    html_to_text,
-    items,
-    join_text,
-    jsonable,
-    load_document,
-    outline,
-    plain,
-    text_list,
-    text_only,
-    type_name,
-)
+from .toolkit.documents import YAML_SUFFIXES, load_document
+from .toolkit.html_text import html_to_text
+from .toolkit.paths import at
+from .toolkit.sniffing import outline
+from .toolkit.values import Bad, items, jsonable, scalar_text, text_list, text_only, type_name
+from .toolkit.wording import compose_text, join_text
 
 _DATASET_HINTS = (
     "distribution",
@@ -84,7 +74,7 @@ _REQUIRED = ("title", "description", "modified", "identifier", "accessLevel")
 
 
 def _text(record: dict[str, Any], key: str, where: str) -> str | None:
-    return plain(record.get(key), at(where, key))
+    return scalar_text(record.get(key), at(where, key))
 
 
 def _string(record: dict[str, Any], key: str, where: str) -> str | None:
@@ -104,13 +94,13 @@ def _objects(value: Any, where: str, what: str) -> list[tuple[int, Any]]:
 
 def _publisher(value: Any, where: str) -> str | None:
     if isinstance(value, dict):
-        return plain(value.get("name"), at(where, "name")) or plain(value.get("fn"), at(where, "fn"))
-    return plain(value, where, "a publisher name or object")
+        return scalar_text(value.get("name"), at(where, "name")) or scalar_text(value.get("fn"), at(where, "fn"))
+    return scalar_text(value, where, "a publisher name or object")
 
 
 def _contact(value: Any, where: str) -> str | None:
     if isinstance(value, dict):
-        return plain(value.get("fn"), at(where, "fn"))
+        return scalar_text(value.get("fn"), at(where, "fn"))
     return None
 
 
@@ -121,8 +111,8 @@ def _themes(doc: dict[str, Any]) -> dict[str, str]:
     if isinstance(taxonomy, list):
         for i, theme in enumerate(taxonomy):
             if isinstance(theme, dict):
-                ident = plain(theme.get("id"), at(at("themeTaxonomy", i), "id"))
-                label = plain(theme.get("label"), at(at("themeTaxonomy", i), "label"))
+                ident = scalar_text(theme.get("id"), at(at("themeTaxonomy", i), "id"))
+                label = scalar_text(theme.get("label"), at(at("themeTaxonomy", i), "label"))
                 if ident and label:
                     names[ident] = label
     return names
@@ -181,7 +171,7 @@ class _Catalog:
             extras.append(f"Publisher: {publisher}")
         if themes:
             extras.append(f"Themes: {', '.join(themes)}")
-        text = compose("dataset", title or key, {"description": description, "tags": keywords}, extras)
+        text = compose_text("dataset", title or key, {"description": description, "tags": keywords}, extras)
         self.collector.add(where, key, "dataset", payload, text=text)
         for j, dist in distributions:
             try:
@@ -219,7 +209,7 @@ class _Catalog:
         extras = [f"Dataset: {dataset_title}"]
         if fmt or media:
             extras.append(f"Format: {fmt} ({media})" if fmt and media else f"Format: {fmt or media}")
-        text = compose("distribution", name, {"description": description}, extras)
+        text = compose_text("distribution", name, {"description": description}, extras)
         self.collector.add(where, key, "distribution", payload, text=text)
         for k, field in fields:
             try:
@@ -248,7 +238,7 @@ class _Catalog:
         extras = [f"Distribution: {dist_name}", f"Dataset: {dataset_title}"]
         if payload["unit"]:
             extras.insert(0, f"Unit: {payload['unit']}")
-        text = compose("field", title, {"type": ftype, "description": join_text(description)}, extras)
+        text = compose_text("field", title, {"type": ftype, "description": join_text(description)}, extras)
         self.collector.add(where, f"{dist_key}.{title}", "field", payload, text=text)
 
 

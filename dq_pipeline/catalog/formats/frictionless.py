@@ -34,25 +34,11 @@ from typing import Any
 from ..builder import EntryCollector
 from ..entry import CatalogError, Entry
 from . import Format
-from .text_cleanup import (
-    YAML_SUFFIXES,
-    Bad,
-    Document,
-    at,
-    compose,
-    items,
-    join_text,
-    jsonable,
-    listing,
-    load_document,
-    mapping,
-    outline,
-    plain,
-    show,
-    text_list,
-    type_name,
-    yaml_top_keys,
-)
+from .toolkit.documents import YAML_SUFFIXES, Document, load_document
+from .toolkit.paths import at
+from .toolkit.sniffing import outline, yaml_top_keys
+from .toolkit.values import Bad, items, jsonable, mapping, scalar_text, text_list, type_name
+from .toolkit.wording import compose_text, join_text, listing, show
 
 _FLAGS = ("required", "unique")
 TOOL = "frictionless-py"  # whose duplicate-key rule this reader follows (module header)
@@ -87,10 +73,10 @@ def _licenses(holder: dict[str, Any], doc: Document, path: str) -> list[str]:
     for i, item in enumerate(raw if isinstance(raw, list) else [] if raw is None else [raw]):
         where = at(at(path, "licenses"), i) if isinstance(raw, list) else at(path, "license")
         if isinstance(item, dict):
-            label = plain(item.get("name"), at(where, "name")) or plain(item.get("title"), at(where, "title"))
-            label = label or plain(item.get("path"), at(where, "path"))
+            label = scalar_text(item.get("name"), at(where, "name")) or scalar_text(item.get("title"), at(where, "title"))
+            label = label or scalar_text(item.get("path"), at(where, "path"))
         else:
-            label = plain(item, doc.where(holder, where), "a license")
+            label = scalar_text(item, doc.where(holder, where), "a license")
         if label:
             found.append(label)
     return found
@@ -101,11 +87,11 @@ def _titles(value: Any, where: str) -> list[str]:
     found = []
     for i, item in enumerate(items(value, where, f"`{where}`")):
         if isinstance(item, dict):
-            label = plain(item.get("title"), at(at(where, i), "title")) or plain(
+            label = scalar_text(item.get("title"), at(at(where, i), "title")) or scalar_text(
                 item.get("name"), at(at(where, i), "name")
             )
         else:
-            label = plain(item, at(where, i))
+            label = scalar_text(item, at(where, i))
         if label:
             found.append(label)
     return found
@@ -127,7 +113,7 @@ class _Schema:
             try:
                 if not isinstance(field, dict):
                     raise Bad(fpath, f"a field must be an object, found {type_name(field)}")
-                name = plain(field.get("name"), doc.where(field, at(fpath, "name")), "a field name")
+                name = scalar_text(field.get("name"), doc.where(field, at(fpath, "name")), "a field name")
                 if not name:
                     raise Bad(doc.where(field, fpath), "a field needs a non-empty `name`")
                 self.fields.append((doc.where(field, fpath), fpath, name, field))
@@ -148,7 +134,7 @@ class _Schema:
                 reference = mapping(fk.get("reference"), at(fk_path, "reference"), "`reference`")
                 if not reference:
                     raise Bad(fk_path, "a foreign key needs a `reference`")
-                target = plain(reference.get("resource"), at(at(fk_path, "reference"), "resource")) or ""
+                target = scalar_text(reference.get("resource"), at(at(fk_path, "reference"), "resource")) or ""
                 remote = _names(reference.get("fields"), at(at(fk_path, "reference"), "fields"))
                 if len(remote) != len(local):
                     raise Bad(fk_path, f"{len(local)} local field(s) but {len(remote)} referenced field(s)")
@@ -162,7 +148,7 @@ class _Schema:
         )
         # "" is a real missing-value marker (an empty cell), so blanks are kept here.
         self.missing_values = [
-            v if isinstance(v, str) else plain(v, at(at(path, "missingValues"), i))
+            v if isinstance(v, str) else scalar_text(v, at(at(path, "missingValues"), i))
             for i, v in enumerate(missing)
         ]
 
@@ -200,10 +186,10 @@ class _Schema:
         def path(key: str) -> str:
             return self.doc.where(field, at(fpath, key))
 
-        ftype = plain(field.get("type"), path("type"), "a type name")
-        fmt = plain(field.get("format"), path("format"), "a format")
-        title = plain(field.get("title"), path("title"))
-        description = plain(field.get("description"), path("description"))
+        ftype = scalar_text(field.get("type"), path("type"), "a type name")
+        fmt = scalar_text(field.get("format"), path("format"), "a format")
+        title = scalar_text(field.get("title"), path("title"))
+        description = scalar_text(field.get("description"), path("description"))
         constraints = mapping(field.get("constraints"), path("constraints"), "`constraints`")
         rules: list[str] = []
         if name in self.primary_key:
@@ -250,7 +236,7 @@ class _Schema:
             extras.append(f"Format: {fmt}")
         if examples:
             extras.append(f"Examples: {listing(examples, 5)}")
-        text = compose(
+        text = compose_text(
             "column",
             f"{table_name}.{name}",
             {"type": ftype, "description": join_text(title, description), "rules": rules},
@@ -272,23 +258,23 @@ def _table_text(
             extras.append(f"Columns: {listing(columns, 40)}")
         if schema.primary_key:
             extras.append(f"Primary key: {', '.join(schema.primary_key)}")
-    return compose(kind, name, fields, extras)
+    return compose_text(kind, name, fields, extras)
 
 
 def _parse_table_schema(doc: Document, collector: EntryCollector, display: str) -> None:
     root = doc.value
-    name = plain(root.get("name"), doc.where(root, "name"), "a schema name")
+    name = scalar_text(root.get("name"), doc.where(root, "name"), "a schema name")
     key = name or _fallback_key(display)
-    title = plain(root.get("title"), "title")
-    description = plain(root.get("description"), "description")
+    title = scalar_text(root.get("title"), "title")
+    description = scalar_text(root.get("description"), "description")
     schema = _Schema(doc, collector, root, "")
     payload = {
         "name": name,
         "title": title,
         "description": description,
-        "version": plain(root.get("version"), "version"),
-        "homepage": plain(root.get("homepage"), "homepage"),
-        "profile": plain(root.get("$schema", root.get("profile")), "$schema"),
+        "version": scalar_text(root.get("version"), "version"),
+        "homepage": scalar_text(root.get("homepage"), "homepage"),
+        "profile": scalar_text(root.get("$schema", root.get("profile")), "$schema"),
         "licenses": _licenses(root, doc, ""),
         **schema.key_payload(),
     }
@@ -307,21 +293,21 @@ def _parse_resource(
     if not isinstance(resource, dict):
         raise Bad(path, f"a resource must be an object, found {type_name(resource)}")
     location = doc.where(resource, path)
-    name = plain(resource.get("name"), at(path, "name"), "a resource name")
+    name = scalar_text(resource.get("name"), at(path, "name"), "a resource name")
     if not name:
         raise Bad(location, "a resource needs a non-empty `name`")
     if name in seen:
         raise Bad(location, f"duplicate resource name {name!r} (first at {seen[name]})")
     seen[name] = location
-    title = plain(resource.get("title"), at(path, "title"))
-    description = plain(resource.get("description"), at(path, "description"))
+    title = scalar_text(resource.get("title"), at(path, "title"))
+    description = scalar_text(resource.get("description"), at(path, "description"))
     raw_schema = resource.get("schema")
     schema: _Schema | None = None
     schema_ref = None
     if isinstance(raw_schema, dict):
         schema = _Schema(doc, collector, raw_schema, at(path, "schema"))
     elif raw_schema is not None:
-        schema_ref = plain(raw_schema, at(path, "schema"), "an inline schema object or a schema URL/path")
+        schema_ref = scalar_text(raw_schema, at(path, "schema"), "an inline schema object or a schema URL/path")
     data = resource.get("data")
     payload: dict[str, Any] = {
         "package": package,
@@ -330,10 +316,10 @@ def _parse_resource(
         "description": description,
         "path": jsonable(resource.get("path"))
         if isinstance(resource.get("path"), list)
-        else plain(resource.get("path"), at(path, "path")),
-        "format": plain(resource.get("format"), at(path, "format")),
-        "mediatype": plain(resource.get("mediatype"), at(path, "mediatype")),
-        "profile": plain(resource.get("profile"), at(path, "profile")),
+        else scalar_text(resource.get("path"), at(path, "path")),
+        "format": scalar_text(resource.get("format"), at(path, "format")),
+        "mediatype": scalar_text(resource.get("mediatype"), at(path, "mediatype")),
+        "profile": scalar_text(resource.get("profile"), at(path, "profile")),
         "licenses": _licenses(resource, doc, path),
         "schema_reference": schema_ref,
         "inline_rows": len(data) if isinstance(data, list) else None,
@@ -359,12 +345,12 @@ def _parse_resource(
 
 def _parse_package(doc: Document, collector: EntryCollector, display: str) -> None:
     root = doc.value
-    name = plain(root.get("name"), "name", "a package name")
-    ident = plain(root.get("id"), "id", "a package id")
+    name = scalar_text(root.get("name"), "name", "a package name")
+    ident = scalar_text(root.get("id"), "id", "a package id")
     key = name or ident or _fallback_key(display)
     resources = items(root.get("resources"), doc.where(root, "resources"), "`resources`", required=True)
-    title = plain(root.get("title"), "title")
-    description = plain(root.get("description"), "description")
+    title = scalar_text(root.get("title"), "title")
+    description = scalar_text(root.get("description"), "description")
     keywords = text_list(root.get("keywords"), "keywords")
     names = [r.get("name") for r in resources if isinstance(r, dict) and isinstance(r.get("name"), str)]
     payload = {
@@ -373,10 +359,10 @@ def _parse_package(doc: Document, collector: EntryCollector, display: str) -> No
         "title": title,
         "description": description,
         "keywords": keywords,
-        "version": plain(root.get("version"), "version"),
-        "homepage": plain(root.get("homepage"), "homepage"),
-        "profile": plain(root.get("profile"), "profile"),
-        "created": plain(root.get("created"), "created"),
+        "version": scalar_text(root.get("version"), "version"),
+        "homepage": scalar_text(root.get("homepage"), "homepage"),
+        "profile": scalar_text(root.get("profile"), "profile"),
+        "created": scalar_text(root.get("created"), "created"),
         "licenses": _licenses(root, doc, ""),
         "sources": _titles(root.get("sources"), "sources"),
         "contributors": _titles(root.get("contributors"), "contributors"),
@@ -387,7 +373,7 @@ def _parse_package(doc: Document, collector: EntryCollector, display: str) -> No
         extras.append(f"Resources: {listing(names, 40)}")
     if payload["licenses"]:
         extras.append(f"Licenses: {', '.join(payload['licenses'])}")
-    text = compose("dataset", key, {"description": join_text(title, description), "tags": keywords}, extras)
+    text = compose_text("dataset", key, {"description": join_text(title, description), "tags": keywords}, extras)
     collector.add(doc.where(root, "document"), key, "dataset", jsonable(payload), text=text)
     seen: dict[str, str] = {}
     for i, resource in enumerate(resources):

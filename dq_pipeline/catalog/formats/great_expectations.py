@@ -27,22 +27,12 @@ from typing import Any
 from ..builder import EntryCollector
 from ..entry import CatalogError, Entry
 from . import Format
-from .text_cleanup import (
-    Bad,
-    at,
-    bounds,
-    collapse,
-    compose,
-    items,
-    jsonable,
-    load_document,
-    mapping,
-    outline,
-    plain,
-    short_hash,
-    show,
-    type_name,
-)
+from .toolkit.documents import load_document
+from .toolkit.html_text import collapse
+from .toolkit.paths import at
+from .toolkit.sniffing import outline
+from .toolkit.values import Bad, items, jsonable, mapping, scalar_text, short_hash, type_name
+from .toolkit.wording import bounds, compose_text, show
 
 _NOT_MEANING = frozenset({"result_format", "include_config", "catch_exceptions", "meta", "condition_parser"})
 
@@ -262,7 +252,7 @@ def parse(path: Path, display: str) -> list[Entry]:
         )
     collector = EntryCollector(display)
     try:
-        suite = plain(doc.get("expectation_suite_name"), "expectation_suite_name", "a suite name") or plain(
+        suite = scalar_text(doc.get("expectation_suite_name"), "expectation_suite_name", "a suite name") or scalar_text(
             doc.get("name"), "name", "a suite name"
         )
         if not suite:
@@ -271,9 +261,9 @@ def parse(path: Path, display: str) -> list[Entry]:
         meta = doc.get("meta") if isinstance(doc.get("meta"), dict) else {}
         suite_fields = {
             "suite": suite,
-            "data_asset_name": plain(doc.get("data_asset_name"), "data_asset_name"),
-            "data_asset_type": plain(doc.get("data_asset_type"), "data_asset_type"),
-            "ge_version": plain(meta.get("great_expectations_version"), "meta.great_expectations_version"),
+            "data_asset_name": scalar_text(doc.get("data_asset_name"), "data_asset_name"),
+            "data_asset_type": scalar_text(doc.get("data_asset_type"), "data_asset_type"),
+            "ge_version": scalar_text(meta.get("great_expectations_version"), "meta.great_expectations_version"),
         }
     except Bad as exc:
         raise CatalogError.single(display, exc.location, exc.reason) from None
@@ -284,7 +274,7 @@ def parse(path: Path, display: str) -> list[Entry]:
             if not isinstance(expectation, dict):
                 raise Bad(where, f"an expectation must be an object, found {type_name(expectation)}")
             type_key = "expectation_type" if "expectation_type" in expectation else "type"
-            expectation_type = plain(expectation.get(type_key), at(where, type_key), "an expectation type")
+            expectation_type = scalar_text(expectation.get(type_key), at(where, type_key), "an expectation type")
             if not expectation_type:
                 raise Bad(where, "an expectation needs `expectation_type` (or `type` in GE 1.x)")
             kwargs = mapping(expectation.get("kwargs"), at(where, "kwargs"), "`kwargs`")
@@ -295,7 +285,7 @@ def parse(path: Path, display: str) -> list[Entry]:
             seen[key] = where
             meta = mapping(expectation.get("meta"), at(where, "meta"), "`meta`")
             notes = _notes(meta.get("notes")) + _notes(expectation.get("notes"))
-            description = plain(expectation.get("description"), at(where, "description"))
+            description = scalar_text(expectation.get("description"), at(where, "description"))
             words = wording(expectation_type, kwargs)
             payload = {
                 **suite_fields,
@@ -305,14 +295,14 @@ def parse(path: Path, display: str) -> list[Entry]:
                 "rule": words,
                 "description": description,
                 "notes": notes,
-                "severity": plain(expectation.get("severity"), at(where, "severity")),
-                "id": plain(expectation.get("id"), at(where, "id")),
+                "severity": scalar_text(expectation.get("severity"), at(where, "severity")),
+                "id": scalar_text(expectation.get("id"), at(where, "id")),
             }
             title = f"{expectation_type} on column {column}" if column else expectation_type
             extras = [f"Suite: {suite}"]
             if notes:
                 extras.append("Notes: " + " ".join(n.rstrip() for n in notes))
-            text = compose(
+            text = compose_text(
                 "rule",
                 title,
                 {

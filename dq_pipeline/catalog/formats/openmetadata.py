@@ -29,23 +29,12 @@ from typing import Any
 from ..builder import EntryCollector
 from ..entry import CatalogError, Entry
 from . import Format
-from .text_cleanup import (
-    Bad,
-    at,
-    bounds,
-    compose,
-    html_to_text,
-    items,
-    jsonable,
-    listing,
-    load_document,
-    mapping,
-    outline,
-    plain,
-    short_hash,
-    show,
-    type_name,
-)
+from .toolkit.documents import load_document
+from .toolkit.html_text import html_to_text
+from .toolkit.paths import at
+from .toolkit.sniffing import outline
+from .toolkit.values import Bad, items, jsonable, mapping, scalar_text, short_hash, type_name
+from .toolkit.wording import bounds, compose_text, listing, show
 
 _COLUMN_CONSTRAINTS = {
     "NULL": "nullable",
@@ -89,11 +78,11 @@ def _tags(value: Any, where: str) -> list[str]:
     found = []
     for i, tag in enumerate(items(value, where, "`tags`")):
         if isinstance(tag, dict):
-            label = plain(tag.get("tagFQN"), at(at(where, i), "tagFQN")) or plain(
+            label = scalar_text(tag.get("tagFQN"), at(at(where, i), "tagFQN")) or scalar_text(
                 tag.get("name"), at(at(where, i), "name")
             )
         else:
-            label = plain(tag, at(where, i))
+            label = scalar_text(tag, at(where, i))
         if label:
             found.append(label)
     return found
@@ -102,14 +91,14 @@ def _tags(value: Any, where: str) -> list[str]:
 def _reference_name(value: Any, where: str) -> str | None:
     """An entity reference (`database`, `databaseSchema`, `owner`) by its FQN or name; text as is."""
     if isinstance(value, dict):
-        return plain(value.get("fullyQualifiedName"), at(where, "fullyQualifiedName")) or plain(
+        return scalar_text(value.get("fullyQualifiedName"), at(where, "fullyQualifiedName")) or scalar_text(
             value.get("name"), at(where, "name")
         )
-    return plain(value, where, "an entity reference")
+    return scalar_text(value, where, "an entity reference")
 
 
 def _describe_text(value: Any, where: str) -> str | None:
-    return html_to_text(plain(value, where))
+    return html_to_text(scalar_text(value, where))
 
 
 class _Export:
@@ -121,10 +110,10 @@ class _Export:
     def table(self, where: str, record: Any) -> None:
         if not isinstance(record, dict):
             raise Bad(where, f"a table must be an object, found {type_name(record)}")
-        name = plain(record.get("name"), at(where, "name"), "a table name")
+        name = scalar_text(record.get("name"), at(where, "name"), "a table name")
         if not name:
             raise Bad(where, "a table needs a non-empty `name`")
-        fqn = plain(record.get("fullyQualifiedName"), at(where, "fullyQualifiedName"))
+        fqn = scalar_text(record.get("fullyQualifiedName"), at(where, "fullyQualifiedName"))
         schema = _reference_name(record.get("databaseSchema"), at(where, "databaseSchema"))
         database = _reference_name(record.get("database"), at(where, "database"))
         key = fqn or (f"{schema or database}.{name}" if schema or database else name)
@@ -138,9 +127,9 @@ class _Export:
         payload = {
             "name": name,
             "fully_qualified_name": fqn,
-            "display_name": plain(record.get("displayName"), at(where, "displayName")),
+            "display_name": scalar_text(record.get("displayName"), at(where, "displayName")),
             "description": description,
-            "table_type": plain(record.get("tableType"), at(where, "tableType")),
+            "table_type": scalar_text(record.get("tableType"), at(where, "tableType")),
             "database": database,
             "database_schema": schema,
             "service": _reference_name(record.get("service"), at(where, "service")),
@@ -154,7 +143,7 @@ class _Export:
         names = [c.get("name") for c in columns if isinstance(c, dict) and isinstance(c.get("name"), str)]
         if names:
             extras.append(f"Columns: {listing(names, 40)}")
-        text = compose("table", key, {"description": description, "tags": tags, "rules": rules}, extras)
+        text = compose_text("table", key, {"description": description, "tags": tags, "rules": rules}, extras)
         self.collector.add(where, key, "table", payload, text=text)
         for i, column in enumerate(columns):
             try:
@@ -168,9 +157,9 @@ class _Export:
         for i, constraint in enumerate(items(value, where, "`tableConstraints`")):
             cwhere = at(where, i)
             constraint = mapping(constraint, cwhere, "a table constraint")
-            kind = plain(constraint.get("constraintType"), at(cwhere, "constraintType")) or "constraint"
+            kind = scalar_text(constraint.get("constraintType"), at(cwhere, "constraintType")) or "constraint"
             columns = [
-                plain(c, at(at(cwhere, "columns"), j))
+                scalar_text(c, at(at(cwhere, "columns"), j))
                 for j, c in enumerate(items(constraint.get("columns"), at(cwhere, "columns"), "`columns`"))
             ]
             unknown = [c for c in columns if c not in known]
@@ -181,7 +170,7 @@ class _Export:
                 )
             words = f"{_TABLE_CONSTRAINTS.get(kind, kind.lower().replace('_', ' '))} ({', '.join(c for c in columns if c)})"
             referred = [
-                plain(c, at(at(cwhere, "referredColumns"), j))
+                scalar_text(c, at(at(cwhere, "referredColumns"), j))
                 for j, c in enumerate(
                     items(
                         constraint.get("referredColumns"), at(cwhere, "referredColumns"), "`referredColumns`"
@@ -207,18 +196,18 @@ class _Export:
     ) -> None:
         if not isinstance(record, dict):
             raise Bad(where, f"a column must be an object, found {type_name(record)}")
-        name = plain(record.get("name"), at(where, "name"), "a column name")
+        name = scalar_text(record.get("name"), at(where, "name"), "a column name")
         if not name:
             raise Bad(where, "a column needs a non-empty `name`")
         key = f"{parent_key}.{name}"
         title = f"{path_name}.{name}"
         children = items(record.get("children"), at(where, "children"), "`children`")
-        data_type = plain(record.get("dataType"), at(where, "dataType"))
-        shown_type = plain(record.get("dataTypeDisplay"), at(where, "dataTypeDisplay")) or data_type
+        data_type = scalar_text(record.get("dataType"), at(where, "dataType"))
+        shown_type = scalar_text(record.get("dataTypeDisplay"), at(where, "dataTypeDisplay")) or data_type
         description = _describe_text(record.get("description"), at(where, "description"))
         tags = _tags(record.get("tags"), at(where, "tags"))
         rules = []
-        constraint = plain(record.get("constraint"), at(where, "constraint"))
+        constraint = scalar_text(record.get("constraint"), at(where, "constraint"))
         if constraint:
             rules.append(_COLUMN_CONSTRAINTS.get(constraint, constraint.lower().replace("_", " ")))
         if depth == 0 and name in primary and "primary key" not in rules:
@@ -227,12 +216,12 @@ class _Export:
             "table": table_key,
             "parent": parent_key if depth else None,
             "name": name,
-            "fully_qualified_name": plain(record.get("fullyQualifiedName"), at(where, "fullyQualifiedName")),
-            "display_name": plain(record.get("displayName"), at(where, "displayName")),
+            "fully_qualified_name": scalar_text(record.get("fullyQualifiedName"), at(where, "fullyQualifiedName")),
+            "display_name": scalar_text(record.get("displayName"), at(where, "displayName")),
             "description": description,
             "data_type": data_type,
-            "data_type_display": plain(record.get("dataTypeDisplay"), at(where, "dataTypeDisplay")),
-            "array_data_type": plain(record.get("arrayDataType"), at(where, "arrayDataType")),
+            "data_type_display": scalar_text(record.get("dataTypeDisplay"), at(where, "dataTypeDisplay")),
+            "array_data_type": scalar_text(record.get("arrayDataType"), at(where, "arrayDataType")),
             "data_length": record.get("dataLength") if isinstance(record.get("dataLength"), int) else None,
             "precision": record.get("precision") if isinstance(record.get("precision"), int) else None,
             "scale": record.get("scale") if isinstance(record.get("scale"), int) else None,
@@ -246,7 +235,7 @@ class _Export:
                 c.get("name") for c in children if isinstance(c, dict) and isinstance(c.get("name"), str)
             ],
         }
-        text = compose(
+        text = compose_text(
             "column", title, {"type": shown_type, "description": description, "tags": tags, "rules": rules}
         )
         self.collector.add(where, key, "column", payload, text=text)
@@ -264,7 +253,7 @@ class _Export:
                 where,
                 f"expected an object with `table`, `tableTests` and `columnTests`, found {type_name(record)}",
             )
-        table = plain(record.get("table"), at(where, "table"), "a table name")
+        table = scalar_text(record.get("table"), at(where, "table"), "a table name")
         if not table:
             raise Bad(where, "tests need the `table` they apply to")
         found: dict[str, dict[str, Any]] = {}
@@ -276,7 +265,7 @@ class _Export:
                     self.collector.problem(exc.location, exc.reason)
         for key, test in found.items():
             payload = test["payload"]
-            text = compose(
+            text = compose_text(
                 "test",
                 f"{payload['test_type']} on {payload['column'] or payload['table']}",
                 {
@@ -294,13 +283,13 @@ class _Export:
             raise Bad(where, f"a test must be an object, found {type_name(record)}")
         case = mapping(record.get("testCase"), at(where, "testCase"), "`testCase`")
         type_key = "columnTestType" if column_test else "tableTestType"
-        test_type = plain(case.get(type_key), at(at(where, "testCase"), type_key), "a test type")
+        test_type = scalar_text(case.get(type_key), at(at(where, "testCase"), type_key), "a test type")
         if not test_type:
             raise Bad(where, f"a test needs `testCase.{type_key}`")
         config = mapping(case.get("config"), at(at(where, "testCase"), "config"), "`config`")
         column = None
         if column_test:
-            column = plain(record.get("columnName"), at(where, "columnName"), "a column name")
+            column = scalar_text(record.get("columnName"), at(where, "columnName"), "a column name")
             if not column:
                 raise Bad(where, "a column test needs a `columnName`")
         target = f"{table}.{column}" if column else table
@@ -313,8 +302,8 @@ class _Export:
         ]
         runs = [
             {
-                "status": plain(r.get("testCaseStatus"), at(where, "result")),
-                "result": plain(r.get("result"), at(where, "result")),
+                "status": scalar_text(r.get("testCaseStatus"), at(where, "result")),
+                "result": scalar_text(r.get("result"), at(where, "result")),
                 "timestamp": r.get("timestamp") if isinstance(r.get("timestamp"), (int, float)) else None,
             }
             for r in results
@@ -332,7 +321,7 @@ class _Export:
                     "test_type": test_type,
                     "config": jsonable(config),
                     "description": description,
-                    "execution_frequency": plain(
+                    "execution_frequency": scalar_text(
                         record.get("executionFrequency"), at(where, "executionFrequency")
                     ),
                 },
