@@ -1,8 +1,10 @@
 """Collects a catalog's entries while checking what every format must check (I6).
 
 Keys must be non-empty, free of control characters, at most `KEY_MAX_LENGTH` characters (the
-database column) and unique within the catalog; kinds are short lower-case words. Problems are
-collected and raised together, naming each location.
+database column) and unique within the catalog; kinds are short lower-case words; a payload holds
+no NaN or Infinity (Python's json and YAML read them, JSON and the record's jsonb have no such
+value: refused by field, here rather than at the commit). Problems are collected and raised
+together, naming each location.
 
 Huge values. The embedded text of an entry is cut to its first `TEXT_MAX_CHARS` characters, with
 a warning: the embedding model reads only its maximum sequence length (256 word pieces, about
@@ -17,6 +19,7 @@ their content hashes.
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -88,6 +91,20 @@ def spooling(spool: EntrySpool) -> Iterator[EntrySpool]:
         _spool.reset(token)
 
 
+def _non_finite_field(payload_json: str, payload: dict[str, Any]) -> str | None:
+    """The first payload field holding NaN or +-Infinity (Python's json and YAML's `.nan` read them;
+    RFC 8259 and the record's jsonb do not), else None. The text is searched first: the strict
+    encoder runs only on payloads that spell one of those words somewhere."""
+    if "NaN" not in payload_json and "Infinity" not in payload_json:
+        return None
+    for name, value in payload.items():
+        try:
+            json.dumps(value, allow_nan=False, default=str)  # unsorted: keys of mixed types are no matter here
+        except ValueError:
+            return str(name)
+    return None
+
+
 class EntryCollector:
     """The entries of one parse, in a list or (inside `spooling`) in an entry spool on disk.
 
@@ -147,6 +164,14 @@ class EntryCollector:
             )
             text = text[:TEXT_MAX_CHARS]
         entry = Entry(key=key, kind=kind, text=text, payload=payload, location=location)
+        not_json = _non_finite_field(entry.payload_json, payload)
+        if not_json is not None:
+            self.problem(
+                location,
+                f"entry {key[:80]!r}: field `{not_json}` holds NaN or Infinity, which JSON has no value for "
+                "(PostgreSQL's jsonb refuses it); write it as text or leave it out",
+            )
+            return None
         size = len(entry.payload_json)
         if size > PAYLOAD_WARN_BYTES:
             field, field_size = max(((k, len(canonical_json(v))) for k, v in payload.items()), key=lambda kv: kv[1])

@@ -14,7 +14,29 @@ from ..errors import RefusedInput
 
 def canonical_json(value: Any) -> str:
     """One spelling per value, so equal content always hashes equally."""
-    return json.dumps(value, sort_keys=True, ensure_ascii=False, separators=(",", ":"), default=str)
+    try:
+        return json.dumps(value, sort_keys=True, ensure_ascii=False, separators=(",", ":"), default=str)
+    except TypeError:
+        # Keys of mixed types (YAML allows `1:` beside `a:` in one mapping) cannot be sorted: sort
+        # them by the text JSON writes for them. Only values that failed here take this path, so
+        # every hash made before stays the same.
+        return json.dumps(_text_keys(value), sort_keys=True, ensure_ascii=False, separators=(",", ":"), default=str)
+
+
+def _text_keys(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {_key_text(k): _text_keys(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_text_keys(v) for v in value]
+    return value
+
+
+def _key_text(key: Any) -> str:
+    if isinstance(key, str):
+        return key
+    if key is None or isinstance(key, (bool, int, float)):
+        return json.dumps(key)  # as json.dumps spells a key: 1 -> "1", True -> "true", None -> "null"
+    return str(key)
 
 
 @dataclass(frozen=True, slots=True, init=False)

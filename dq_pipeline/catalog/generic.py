@@ -4,7 +4,7 @@ Recognised fields (the first spelling present is used; the common names of data 
 understood): `key` or `id` (explicit entry key), `table` (`table_name`), `column` (`column_name`,
 `field_name`), `kind`, `name`, `description` (`definition`, `column_description`), `type`
 (`data_type`, `datatype`), `tags`, `rules`/`tests`. In CSV, `tags` and `rules` are one string
-separated by `|`. Every other field is kept in the payload and, when it is `applies_to`,
+separated by `|`; elsewhere a list, or one text or number (`tags: 5` is the tag "5", as in CSV). Every other field is kept in the payload and, when it is `applies_to`,
 `expression` or `severity`, also in the embedded text. The entry key is the explicit key, else
 `table.column`, else `table`.
 
@@ -67,7 +67,12 @@ class GenericRecord(BaseModel):
     @field_validator("tags", mode="before")
     @classmethod
     def _tags(cls, value: Any) -> Any:
-        return [str(t).strip() for t in _split_list(value) if t is not None] if not isinstance(value, dict) else value
+        # A lone number is one tag, as the same cell of a CSV file is; any other non-list (an
+        # object, a boolean) is left to pydantic, which refuses it naming the field.
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return [str(value)]
+        value = _split_list(value)
+        return [str(t).strip() for t in value if t is not None] if isinstance(value, list) else value
 
     @field_validator("rules", mode="before")
     @classmethod

@@ -26,7 +26,8 @@ bureau and program codes, `describedBy` schemas (noted, not fetched), `reference
 Refuses, naming the record path (``dataset[12].distribution[3]``): truncated or invalid JSON, nesting
 deeper than 100 levels, `dataset`/`distribution`/`field` that are not lists, a list item that is neither
 an object nor null, a `title` or `description` that is not a string (a number is refused: the DCAT-US
-schema types them as strings), a dataset with neither identifier nor title, two datasets sharing one.
+schema types them as strings), a dataset with neither identifier nor title, two datasets sharing one,
+a `themeTaxonomy` id or label that is an object or a list.
 Duplicate keys: a JSON object naming one key twice is refused (RFC 8259 leaves the meaning undefined
 and parsers disagree on which value wins), naming the object's record path.
 The whole file is parsed with `records.load_json` (no streaming): a 1.4 MB data.json (1,093 datasets)
@@ -104,15 +105,22 @@ def _contact(value: Any, where: str) -> str | None:
     return None
 
 
-def _themes(doc: dict[str, Any]) -> dict[str, str]:
-    """Theme id -> label from a DCAT-AR style `themeTaxonomy` list; anything else gives no names."""
+def _themes(doc: dict[str, Any], collector: EntryCollector) -> dict[str, str]:
+    """Theme id -> label from a DCAT-AR style `themeTaxonomy` list; anything else gives no names.
+
+    An id or label that is an object or a list is refused with the file's other problems: DCAT-AR
+    types both as text, and a theme named by the repr of an object would be embedded as noise."""
     names: dict[str, str] = {}
     taxonomy = doc.get("themeTaxonomy")
     if isinstance(taxonomy, list):
         for i, theme in enumerate(taxonomy):
             if isinstance(theme, dict):
-                ident = scalar_text(theme.get("id"), at(at("themeTaxonomy", i), "id"))
-                label = scalar_text(theme.get("label"), at(at("themeTaxonomy", i), "label"))
+                try:
+                    ident = scalar_text(theme.get("id"), at(at("themeTaxonomy", i), "id"), "a theme id")
+                    label = scalar_text(theme.get("label"), at(at("themeTaxonomy", i), "label"), "a theme label")
+                except Bad as exc:
+                    collector.problem(exc.location, exc.reason)
+                    continue
                 if ident and label:
                     names[ident] = label
     return names
@@ -121,7 +129,7 @@ def _themes(doc: dict[str, Any]) -> dict[str, str]:
 class _Catalog:
     def __init__(self, doc: dict[str, Any], display: str, from_json: bool):
         self.collector = EntryCollector(display)
-        self.themes = _themes(doc)
+        self.themes = _themes(doc, self.collector)
         # JSON values are JSON already: copying a 38 MB `spatial` value to make it so costs seconds.
         self.jsonable = (lambda value: value) if from_json else jsonable
 
