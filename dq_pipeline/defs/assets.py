@@ -165,7 +165,7 @@ def embed_new(
         vector_cache.put(engine, model_id, [h for h, _ in texts], model.embed([t for _, t in texts]))
         embedded += len(texts)
     if dimension is None:
-        dimension = (model or embedder.load()).dimension
+        dimension = embedder.dimension(model)  # an empty or wholly cached catalog need not load the model
     metadata = {
         "embedded": embedded,
         "already_cached": cached,

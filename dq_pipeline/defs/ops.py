@@ -22,6 +22,7 @@ from pydantic import Field
 
 from ..catalog import ABSENT, current_source_digest, validate_catalog_id
 from ..embedding import LazyEmbedder
+from ..embedding.embedder import known_dimension
 from ..errors import RefusedInput, StaleSource
 from ..sync import Source, stored_dimension
 from .assets import TRANSIENT_RETRY, step_failure
@@ -128,7 +129,7 @@ def remove_catalog_data(
     model_id = embedder.model_id()  # resolves the name only; nothing is loaded
     try:
         with store.open() as synced:
-            dimension = stored_dimension(synced.engine, model_id) or FALLBACK_DIMENSION
+            dimension = stored_dimension(synced.engine, model_id) or known_dimension(embedder.model_name()) or FALLBACK_DIMENSION
             # Removal writes no vector: the lazy embedder only names the model; it would load it only to embed.
             lazy = LazyEmbedder(embedder.model_name(), model_id, dimension, embedder.batch_size, embedder.backend_name())
             source = Source(ABSENT, lambda: current_source_digest(folder, catalog_id))

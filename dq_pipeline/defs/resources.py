@@ -17,7 +17,7 @@ from pydantic import Field
 from sqlalchemy import Engine
 
 from ..embedding import Embedder, load_embedder, recorded_model_loader
-from ..embedding.embedder import resolve_model
+from ..embedding.embedder import known_dimension, resolve_model
 from ..settings import SETTINGS, Settings, check_namespace
 from ..sync import SyncedStore, open_record
 from ..sync.stores.database import redact_url
@@ -54,6 +54,13 @@ class EmbedderResource(ConfigurableResource):
     def model_id(self) -> str:
         """The model's id without loading it."""
         return resolve_model(self.model_name())[1]
+
+    def dimension(self, loaded: Embedder | None = None) -> int:
+        """The model's vector size: the loaded model's if given, else what its files declare, else by loading it."""
+        if loaded is not None:
+            return loaded.dimension
+        declared = known_dimension(self.model_name())
+        return declared if declared is not None else self.load().dimension
 
     def load(self) -> Embedder:
         return load_embedder(self.model_name(), self.batch_size, backend=self.backend_name())

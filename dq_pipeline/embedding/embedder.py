@@ -22,7 +22,8 @@ from typing import Protocol
 
 import numpy as np
 
-from ..errors import ModelUnavailable
+from ..errors import ConfigurationError, ModelUnavailable
+from .model_config import declared_dimension
 
 DEFAULT_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
 _DEFAULT_ALIASES = {"", "default", "all-minilm-l6-v2", DEFAULT_MODEL.lower()}
@@ -60,6 +61,15 @@ def resolve_model(name: str | None) -> tuple[str, str, bool]:
     return name, name, False
 
 
+def known_dimension(name: str | None) -> int | None:
+    """The configured model's vector size without loading it (the hashing stand-in's name, or a
+    folder's config files: model_config.py); None when only loading the model can tell."""
+    source, _, _ = resolve_model(name)
+    if source.startswith(HASHING_PREFIX):
+        return int(source[len(HASHING_PREFIX):])
+    return declared_dimension(Path(source)) if Path(source).is_dir() else None
+
+
 def resolve_backend(name: str | None) -> str:
     """"torch" (the default) or "onnx"; anything else is a configuration error."""
     backend = (name or "").strip().lower() or "torch"
@@ -89,6 +99,14 @@ class SentenceTransformerEmbedder:
             os.environ.setdefault("HF_HUB_OFFLINE", "1")
         self._model = SentenceTransformer(source, device=device, local_files_only=offline)
         self.dimension = int(self._model.get_embedding_dimension())
+        # Planning may have used the dimension the folder's files declare (model_config.py) without
+        # loading: recorded in a role, sized a collection. The loaded model is the authority.
+        declared = declared_dimension(Path(source)) if Path(source).is_dir() else None
+        if declared is not None and declared != self.dimension:
+            raise ConfigurationError(
+                f"embedding model {self.model_id}: its config files declare {declared}-d vectors but the loaded model "
+                f"encodes {self.dimension}-d; fix the folder's modules.json / pooling or dense config"
+            )
         self.batch_size = batch_size
         self._onnx = None
         if self.backend == "onnx":
@@ -185,6 +203,8 @@ class LazyEmbedder:
         embedder = load_embedder(self._model, self._batch_size, backend=self._backend)
         if embedder.model_id != self.model_id:
             raise ModelUnavailable(f"model changed during the run: {embedder.model_id} is not {self.model_id}")
+        if embedder.dimension != self.dimension:  # the dimension planned with came from the record or the config files
+            raise ModelUnavailable(f"model {self.model_id} encodes {embedder.dimension}-d vectors, not the {self.dimension}-d planned with")
         return embedder.embed(texts)
 
 
