@@ -20,6 +20,7 @@ from . import edge_client
 # What a point's payload must match in its row; `vector_digest` makes a point's vector checkable
 # against the record without reading either vector (see point_ids.vector_digest).
 PAYLOAD_FIELDS = ("catalog_id", "entry_key", "content_hash", "model", "vector_digest", "written_by")
+LOCAL_MODE_PAGE = 20_000  # points per scroll call of qdrant-client's local mode (see QdrantIndex._pages)
 ANY_WRITER = object()  # an unconditional delete (journal rows written before writers were recorded)
 
 __all__ = ["EmbeddedQdrantBusy", "IndexWriteError", "PAYLOAD_FIELDS", "Point", "QdrantIndex", "chunks", "open_qdrant"]
@@ -258,15 +259,25 @@ class QdrantIndex:
         """Every point of a collection, a page at a time (payloads, no vectors)."""
         yield from self._pages(name, None, page)
 
+    @property
+    def is_local_mode(self) -> bool:
+        return not self.is_server and self.client.init_options.get("engine") != "edge"
+
     def _pages(self, name: str, flt: models.Filter | None, page: int) -> Iterator[list[tuple[str, dict[str, Any]]]]:
         if not self.client.collection_exists(name):
             return
+        # qdrant-client's local mode filters and sorts every point of the collection on each scroll
+        # call, so pages of `page` cost points x pages (most of a no-op sync's verify at 5,000
+        # entries). It holds the collection in memory anyway: one call fetches many pages.
+        fetch = max(page, LOCAL_MODE_PAGE) if self.is_local_mode else page
         offset = None
         while True:
             records, offset = _qdrant_call(
-                f"scroll of {name}", self.client.scroll, name, scroll_filter=flt, limit=page, offset=offset, with_payload=True, with_vectors=False
+                f"scroll of {name}", self.client.scroll, name, scroll_filter=flt, limit=fetch, offset=offset, with_payload=True, with_vectors=False
             )
-            yield [(str(record.id), dict(record.payload or {})) for record in records]
+            found = [(str(record.id), dict(record.payload or {})) for record in records]
+            for start in range(0, max(len(found), 1), page):
+                yield found[start : start + page]
             if offset is None:
                 return
 
