@@ -24,17 +24,15 @@ pytestmark = [pytest.mark.model, pytest.mark.parametrize("database_url", ["sqlit
 HEAVY = ("torch", "transformers", "sentence_transformers", "onnxruntime")
 ROOT = Path(__file__).resolve().parents[1]
 
-PROBE = """
-import json, sys
-from dq_pipeline.cli import cli
-code = 0
-try:
-    cli.main(sys.argv[1:], prog_name="dq-pipeline", standalone_mode=False)
-except SystemExit as exc:
-    code = exc.code or 0
-print("LOADED " + json.dumps({name: name in sys.modules for name in %r}), file=sys.stderr)
-sys.exit(code)
-""" % (HEAVY,)
+# What the `dq-pipeline` script runs, and at exit (registered first, so run after the command's
+# own atexit handlers) which heavy modules the process imported.
+PROBE = f"""
+import atexit, json, os, sys
+atexit.register(lambda: os.write(2, ("\\nLOADED " + json.dumps({{m: m in sys.modules for m in {HEAVY!r}}}) + "\\n").encode()))
+from dq_pipeline.cli import main
+sys.argv = ["dq-pipeline", *sys.argv[1:]]
+main()
+"""
 
 
 def sync(env: dict[str, str], catalog_dir: Path) -> tuple[dict, dict[str, bool]]:
