@@ -16,6 +16,10 @@ import sys
 from pathlib import Path
 
 import pytest
+from sqlalchemy import create_engine, select
+
+from dq_pipeline.embedding import DEFAULT_MODEL
+from dq_pipeline.sync.schema import models
 
 from .test_cli import _with_description
 
@@ -72,3 +76,22 @@ def test_an_unchanged_sync_imports_no_torch_and_a_change_still_embeds(env: dict[
     assert changed["ok"] and (counts["embedded"], counts["updated"], counts["unchanged"]) == (1, 1, 59)
     assert loaded["torch"] and loaded["sentence_transformers"]
 
+
+
+def test_a_first_sync_with_nothing_to_embed_loads_no_model(env: dict[str, str], tmp_path: Path) -> None:
+    """Empty catalogs on empty stores: the dimension the model role and the collection need comes
+    from the bundled model's config files (embedding/model_config.py), not from loading it."""
+    folder = tmp_path / "empty-catalogs"
+    (folder / "sales").mkdir(parents=True)
+    (folder / "sales" / "orders.csv").write_text("table,column,kind,type,description\n", encoding="utf-8")
+    (folder / "sales" / "events.jsonl").write_text("", encoding="utf-8")
+    out, loaded = sync(env, folder)
+    assert out["ok"] and set(out["catalogs"]) == {"sales/orders", "sales/events"}
+    assert all(c["inserted"] == c["embedded"] == 0 for c in out["catalogs"].values())
+    assert not any(loaded.values()), f"a sync with nothing to embed imported {[name for name, yes in loaded.items() if yes]}"
+    engine = create_engine(env["DQ_DATABASE_URL"])
+    try:
+        with engine.connect() as conn:
+            assert conn.execute(select(models.c.role, models.c.model, models.c.dimension)).all() == [("live", DEFAULT_MODEL, 384)]
+    finally:
+        engine.dispose()
