@@ -37,6 +37,8 @@ HEAVY = ("torch", "sentence_transformers", "transformers")
 WRAPPER = f"""
 import atexit, json, os, sys
 atexit.register(lambda: os.write(2, ("\\nHEAVY " + json.dumps([m for m in {HEAVY!r} if m in sys.modules]) + "\\n").encode()))
+import dq_pipeline
+os.write(2, ("ORIGIN " + dq_pipeline.__file__ + "\\n").encode())
 from dq_pipeline.cli import main
 sys.argv = ["dq-pipeline", *sys.argv[1:]]
 sys.exit(main())
@@ -53,13 +55,31 @@ def write_folder(folder: Path, entries: int, catalogs: int) -> None:
 
 
 def sync(code: Path, env: dict[str, str], folder: Path) -> dict[str, object]:
-    """One whole-process `dq-pipeline sync` with the code at `code`: seconds, exit code, heavy imports."""
+    """One whole-process `dq-pipeline sync` with the code at `code`: wall and CPU seconds (the
+    child's user + system time, from wait4: less at the mercy of a shared machine's load), exit
+    code, heavy imports."""
     environment = {**env, "PYTHONPATH": str(code)}
     started = time.perf_counter()
-    done = subprocess.run([sys.executable, "-c", WRAPPER, "sync", "--catalog-dir", str(folder)], env=environment, capture_output=True, text=True)
-    seconds = time.perf_counter() - started
-    heavy = next((json.loads(line[6:]) for line in done.stderr.splitlines() if line.startswith("HEAVY ")), None)
-    return {"seconds": round(seconds, 3), "exit": done.returncode, "heavy": heavy, "out": done.stdout.strip().splitlines()[-1:]}
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:  # files: a chatty child never blocks on a pipe
+        # `python -c` puts its working folder first on sys.path, before PYTHONPATH: run it in the
+        # work folder (no package there), or a checkout's own folder would decide the code.
+        child = subprocess.Popen(
+            [sys.executable, "-c", WRAPPER, "sync", "--catalog-dir", str(folder)], env=environment, stdout=out, stderr=err, cwd=folder.parent
+        )
+        _, status, usage = os.wait4(child.pid, 0)
+        child.returncode = os.waitstatus_to_exitcode(status)  # reaped by wait4: keep Popen from reaping it again
+        seconds = time.perf_counter() - started
+        out.seek(0)
+        err.seek(0)
+        stdout, stderr = out.read().decode(errors="replace"), err.read().decode(errors="replace")
+    heavy = next((json.loads(line[6:]) for line in stderr.splitlines() if line.startswith("HEAVY ")), None)
+    origin = next((line[7:] for line in stderr.splitlines() if line.startswith("ORIGIN ")), "")
+    if not origin.startswith(str(code)):
+        raise SystemExit(f"the child ran dq_pipeline from {origin or '?'}, not from {code}")
+    return {
+        "seconds": round(seconds, 3), "cpu_s": round(usage.ru_utime + usage.ru_stime, 3), "exit": child.returncode,
+        "heavy": heavy, "out": stdout.strip().splitlines()[-1:],
+    }
 
 
 def main() -> None:
@@ -109,6 +129,7 @@ def main() -> None:
                 "median_s": median([float(s["seconds"]) for s in runs]),  # type: ignore[arg-type]
                 "min_s": min(float(s["seconds"]) for s in runs),  # type: ignore[arg-type]
                 "max_s": max(float(s["seconds"]) for s in runs),  # type: ignore[arg-type]
+                "median_cpu_s": median([float(s["cpu_s"]) for s in runs]),  # type: ignore[arg-type]
                 "all_exit_0": all(s["exit"] == 0 for s in runs),
                 "heavy_imported": sorted({m for s in runs for m in (s["heavy"] or [])}),
             }

@@ -44,7 +44,7 @@ def sync(env: dict[str, str], catalog_dir: Path) -> tuple[dict, dict[str, bool]]
     environment = {**os.environ, **env, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
     done = subprocess.run(
         [sys.executable, "-c", PROBE, "sync", "--catalog-dir", str(catalog_dir), "--json"],
-        env=environment, capture_output=True, text=True, timeout=600,
+        env=environment, capture_output=True, text=True, timeout=600, cwd=ROOT,  # `-c` puts its folder first on sys.path
     )
     assert done.returncode == 0, done.stderr
     loaded = next(line for line in done.stderr.splitlines() if line.startswith("LOADED "))
