@@ -557,17 +557,17 @@ def model_drop_old() -> None:
 
 
 def main() -> None:
-    # The interpreter's last garbage collections, over the millions of objects Dagster, pydantic and
-    # qdrant-client built, cost ~0.7 s at exit: a sixth of a no-op sync's time (benchmarks/RESULTS.md,
+    # The interpreter's last garbage collections, over the ~300,000 objects Dagster, pydantic and
+    # qdrant-client leave, cost ~0.7 s at exit, a sixth of a no-op sync (benchmarks/RESULTS.md,
     # "No-op sync"). Frozen at exit, they are not walked; the process's memory goes back to the OS
     # all the same, and atexit handlers (logging's flush, weakref finalizers) still run. An atexit
     # handler, not a call here, so a test that runs main() in-process freezes nothing until it exits.
     atexit.unregister(gc.freeze)
     atexit.register(gc.freeze)
-    # Importing Dagster and qdrant-client allocates ~300,000 long-lived objects; at the default
-    # threshold (700) the collector walks them again and again (~0.6 s of a no-op sync). Collecting
-    # young objects every 50,000 allocations instead keeps cyclic garbage as bounded, and a test
-    # that runs main() in-process gets its threshold back.
+    # At the default threshold (700 allocations) the collector walks those long-lived objects again
+    # and again while the command runs (~0.6 s of a no-op sync). Young objects collected every 50,000
+    # allocations still bound cyclic garbage (full collections keep their own 25% rule); a test that
+    # runs main() in-process gets its threshold back.
     threshold = gc.get_threshold()
     gc.set_threshold(GC_YOUNG_THRESHOLD, *threshold[1:])
     try:
