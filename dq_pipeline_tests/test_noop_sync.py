@@ -1,9 +1,9 @@
 """A no-op is nearly free (issue 13): an unchanged `dq-pipeline sync` loads neither torch nor the model.
 
-Importing torch and sentence-transformers and loading the model cost seconds, most of a no-op's
-time. Each sync here is a fresh process (what was imported is the process's own), running the
-click command as the `dq-pipeline` script does and reporting `sys.modules` at its end. The first
-sync and a sync after an edit must still load the real model and embed.
+Importing torch and sentence-transformers and loading the model would cost seconds, more than the
+rest of a no-op. Each sync here is a fresh process (what was imported is the process's own), run
+as the `dq-pipeline` script runs it, reporting `sys.modules` at its end. The first sync and a sync
+after an edit must still load the real model and embed.
 """
 
 from __future__ import annotations
