@@ -19,7 +19,7 @@ import pytest
 from sqlalchemy import create_engine, select
 
 from dq_pipeline.embedding import DEFAULT_MODEL
-from dq_pipeline.sync.schema import models
+from dq_pipeline.sync.stores.schema import models
 
 from .test_cli import _with_description
 
