@@ -159,3 +159,15 @@ def test_failpoint_cli_kills_the_real_command_at_its_point(tmp_path: Path) -> No
     assert finished.returncode == 0, finished.stderr
     unknown = launch("nowhere", "sync")
     assert unknown.returncode != 0 and "unknown point 'nowhere'" in unknown.stderr
+
+
+def test_every_resource_field_a_setting_feeds_is_described_by_that_setting() -> None:
+    """The Dagster UI's field descriptions come from the same declaration as the README's table."""
+    from dq_pipeline.definitions import resources_for
+    from dq_pipeline.settings import SETTINGS, Settings
+
+    resources = resources_for(Settings.from_env(database_url="sqlite:///x.sqlite3"))
+    for declared in SETTINGS:
+        field = type(resources[declared.resource]).model_fields[declared.resource_field]
+        assert field.default is None and declared.env in (field.description or ""), declared.env
+        assert declared.doc.replace("`", "")[:40] in field.description, declared.env

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from dagster import ConfigurableResource
 from pydantic import Field
@@ -23,6 +24,13 @@ from ..sync import SyncedStore, open_record
 from ..sync.stores.database import redact_url
 
 
+def _from_table(resource: str, field: str) -> Any:
+    """A field fed by a DQ_* variable: unset by default, described by that variable's declaration
+    (the README's table and the Dagster UI say the same thing)."""
+    declared = next(s for s in SETTINGS if s.resource == resource and s.resource_field == field)
+    return Field(default=None, description=f"{declared.doc.replace('`', '')} (unset: {declared.env}, default {declared.default.replace('`', '')}).")
+
+
 def _settings(resource: ConfigurableResource, key: str) -> Settings:
     """Settings with this resource's set fields over the environment (the table says which is which)."""
     return Settings.from_env(**{s.field: getattr(resource, s.resource_field) for s in SETTINGS if s.resource == key})
@@ -31,7 +39,7 @@ def _settings(resource: ConfigurableResource, key: str) -> Settings:
 class CatalogFolder(ConfigurableResource):
     """The folder of catalog files (DQ_CATALOG_DIR; default ./catalogs)."""
 
-    catalog_dir: str | None = Field(default=None, description="Folder of catalog files.")
+    catalog_dir: str | None = _from_table("catalog_folder", "catalog_dir")
 
     def path(self) -> Path:
         return _settings(self, "catalog_folder").catalog_dir
@@ -41,9 +49,9 @@ class EmbedderResource(ConfigurableResource):
     """sentence-transformers model (DQ_EMBEDDING_MODEL; default: the bundled all-MiniLM-L6-v2, offline)
     run by torch or ONNX Runtime (DQ_EMBEDDING_BACKEND; default torch)."""
 
-    model: str | None = Field(default=None, description="Local path or hub name; empty = bundled all-MiniLM-L6-v2.")
+    model: str | None = _from_table("embedder", "model")
     batch_size: int = Field(default=64, description="Texts per encode batch.")
-    backend: str | None = Field(default=None, description="torch (default) or onnx (ONNX Runtime fp32, same vectors; the [onnx] extra).")
+    backend: str | None = _from_table("embedder", "backend")
 
     def model_name(self) -> str:
         return _settings(self, "embedder").embedding_model
@@ -69,13 +77,13 @@ class EmbedderResource(ConfigurableResource):
 class SyncedStoreResource(ConfigurableResource):
     """PostgreSQL/SQLite (DQ_DATABASE_URL) and Qdrant (DQ_QDRANT_URL + DQ_QDRANT_API_KEY, or DQ_QDRANT_PATH)."""
 
-    database_url: str | None = Field(default=None, description="SQLAlchemy URL of the system of record.")
-    qdrant_url: str | None = Field(default=None, description="Qdrant server URL; unset = embedded Qdrant.")
-    qdrant_api_key: str | None = Field(default=None, description="Qdrant API key.")
-    qdrant_path: str | None = Field(default=None, description="Folder of the embedded Qdrant store.")
-    data_dir: str | None = Field(default=None, description="Folder for the embedded defaults (./.dq_data).")
-    qdrant_engine: str | None = Field(default=None, description="Embedded Qdrant engine: local (default) or edge.")
-    namespace: str | None = Field(default=None, description="Deployment namespace: the prefix of its Qdrant collections (default dq).")
+    database_url: str | None = _from_table("store", "database_url")
+    qdrant_url: str | None = _from_table("store", "qdrant_url")
+    qdrant_api_key: str | None = _from_table("store", "qdrant_api_key")
+    qdrant_path: str | None = _from_table("store", "qdrant_path")
+    data_dir: str | None = _from_table("store", "data_dir")
+    qdrant_engine: str | None = _from_table("store", "qdrant_engine")
+    namespace: str | None = _from_table("store", "namespace")
     upsert_batch_size: int = Field(default=256, description="Points per acknowledged Qdrant upsert.")
     lock_timeout_s: float = Field(default=600.0, description="How long a sync waits for another run of its catalog.")
 
@@ -129,7 +137,7 @@ class AlertWebhook(ConfigurableResource):
     """Where alerts go (DQ_ALERT_WEBHOOK_URL, Slack-compatible JSON; unset: no alerts). The URL is a
     credential (a Slack webhook's path is its token): bound by EnvVar name, never in a message."""
 
-    webhook_url: str | None = Field(default=None, description="Incoming webhook URL; unset = alerts off.")
+    webhook_url: str | None = _from_table("alerts", "webhook_url")
 
     def configured(self) -> bool:
         return bool(_settings(self, "alerts").alert_webhook_url)
@@ -147,7 +155,7 @@ class Pushgateway(ConfigurableResource):
     (DQ_PUSHGATEWAY_URL; unset: nothing pushed). It may hold credentials (basic auth in the URL, a
     proxy's token in its path): bound by EnvVar name, never in a message or log line."""
 
-    url: str | None = Field(default=None, description="Pushgateway URL, e.g. http://pushgateway:9091; unset = no push.")
+    url: str | None = _from_table("pushgateway", "url")
 
     def gateway_url(self) -> str | None:
         return _settings(self, "pushgateway").pushgateway_url
