@@ -11,6 +11,7 @@ from sqlalchemy import create_engine
 from dagster import DagsterEventType, DagsterRunStatus, build_run_status_sensor_context
 
 from dq_pipeline.defs.alerts import alert_on_failure_sensor
+from dq_pipeline.defs import batch as batch_module
 from dq_pipeline.defs.batch import BATCH_JOB, BATCH_STEP, batch_failures
 from dq_pipeline.definitions import build_definitions
 from dq_pipeline.sync import SimulatedCrash, SyncedStore
@@ -224,7 +225,10 @@ def test_a_crash_mid_batch_is_recoverable_and_named(synced: Harness, receiver: R
     assert index == {"crm/customers"}  # the first one committed; the crashed and unprocessed ones are not materialized
     assert set(h.instance.get_materialized_partitions(INDEX)) == SAMPLES  # from the first per-file runs only
     # The crashed catalog left its pending journal row: the platform must hear which catalog, and repair it.
-    failures = batch_failures([e for e in result.all_events if e.is_step_failure])
+    # What the sensors read of the run (the step failure, and what the run materialized).
+    step_failures = [e for e in result.all_events if e.is_step_failure]
+    reader = getattr(batch_module, "batch_run_failures", None)  # added by the fix
+    failures = reader(h.instance, result.run_id, step_failures) if reader else batch_failures(step_failures)
     repairs = h.defs.resolve_sensor_def("auto_repair_sensor")(failure_context(h, result, "auto_repair_sensor"))
     monkeypatch.setenv("DQ_ALERT_WEBHOOK_URL", receiver.url)
     alert_on_failure_sensor(failure_context(h, result, "alert_on_failure_sensor", resources={"alerts": h.defs.resources["alerts"]}))
@@ -235,7 +239,7 @@ def test_a_crash_mid_batch_is_recoverable_and_named(synced: Harness, receiver: R
     assert again.success and all(ok for ok, _, _ in verify_all(h).values())
     problems = []
     if "data_quality/rules" not in failures:
-        problems.append(f"the step failure's dq/catalog_failures does not name the crashed catalog: {failures}")
+        problems.append(f"the failed run's report does not name the crashed catalog: {failures}")
     if not (isinstance(repairs, list) and "data_quality/rules" in [r.tags["dq/catalog"] for r in repairs]):
         problems.append(f"auto-repair does not repair the crashed catalog (its pending journal row waits for the next night): {repairs}")
     if "data_quality/rules" not in json.dumps(body):
