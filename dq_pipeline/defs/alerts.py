@@ -7,7 +7,7 @@ from dagster import DefaultSensorStatus, RunFailureSensorContext, SkipReason, ru
 
 from ..errors import one_line
 from .assets import failure_text
-from .batch import BATCH_JOB, batch_failures, headline, sync_catalogs_batch_job
+from .batch import BATCH_JOB, batch_run_failures, headline, sync_catalogs_batch_job
 from .jobs import (
     reindex_catalog_job,
     remove_catalog_job,
@@ -43,7 +43,7 @@ def alert_on_failure_sensor(context: RunFailureSensorContext, alerts: AlertWebho
     run = context.dagster_run
     catalog_id = run.tags.get(PARTITION_TAG) or run.tags.get(CATALOG_TAG)
     failures = context.get_step_failure_events()
-    if run.job_name == BATCH_JOB and (per_catalog := batch_failures(failures)):
+    if run.job_name == BATCH_JOB and (per_catalog := batch_run_failures(context.instance, run.run_id, failures)):
         return _post(context, alerts, *_batch_alert(context, per_catalog))
     transient, kind = classify_failure(failures)
     if run.job_name not in REPAIRED_JOBS or not catalog_id:

@@ -38,6 +38,7 @@ from dagster import (
     AssetObservation,
     AssetRecordsFilter,
     Config,
+    DagsterEventType,
     Failure,
     MetadataValue,
     Nothing,
@@ -283,6 +284,34 @@ def batch_failures(step_failures: Any) -> dict[str, dict[str, Any]]:
             raw = json.loads(raw)
         if isinstance(raw, dict):
             found.update({str(k): dict(v) for k, v in raw.items() if isinstance(v, dict)})
+    return found
+
+
+def batch_run_failures(instance: Any, run_id: str, step_failures: Any) -> dict[str, dict[str, Any]]:
+    """{catalog id: its failure} of a failed batch run: what its step failure names, and each catalog
+    the step was writing when it ended without reporting (a crash, a kill, an error that escaped the
+    loop): its entries were materialized by the run but neither its index nor a failure was. Such a
+    catalog may have left a pending journal row, so it counts as transient (repair finishes it)."""
+    found = batch_failures(step_failures)
+    started: set[str] = set()
+    written: set[str] = set()
+    for record in instance.get_records_for_run(run_id, of_type=DagsterEventType.ASSET_MATERIALIZATION, limit=None).records:
+        materialization = record.event_log_entry.asset_materialization
+        if materialization is None or materialization.partition is None:
+            continue
+        if materialization.asset_key == ENTRIES_KEY:
+            started.add(materialization.partition)
+        elif materialization.asset_key == INDEX_KEY:
+            written.add(materialization.partition)
+    for catalog_id in sorted(started - written - set(found)):
+        found[catalog_id] = {
+            "error_kind": "interrupted",
+            "transient": True,
+            "refused": False,
+            "step": "catalog_index",
+            "error": "the batch step ended while it was syncing this catalog (crash, kill or an unreported error); "
+            "repair or its next sync finishes what the write left",
+        }
     return found
 
 

@@ -45,7 +45,7 @@ from ..catalog import ABSENT, CatalogError, CatalogFile, source_digest, source_f
 from ..catalog.formats import OVERRIDES_FILE, choose, registry
 from ..settings import DEFAULT_MAX_REMOVAL_SHARE, setting_value
 from ..sync import committed_source_digests
-from .batch import BATCH_JOB, batch_failures, sync_catalogs_batch_job
+from .batch import BATCH_JOB, batch_run_failures, sync_catalogs_batch_job
 from .folder_scan import FileState, FolderScan, SensorState, discover_scanned, scan_folder
 from .jobs import (
     CATALOG_TAG,
@@ -713,7 +713,7 @@ def repair_request(catalog_id: str, failed_run_id: str, batch: bool = False) -> 
 def auto_repair_sensor(context: RunFailureSensorContext):
     run = context.dagster_run
     if run.job_name == BATCH_JOB:
-        return _repair_batch(context, batch_failures(context.get_step_failure_events()))
+        return _repair_batch(context, batch_run_failures(context.instance, run.run_id, context.get_step_failure_events()))
     catalog_id = run.tags.get(PARTITION_TAG) or run.tags.get(CATALOG_TAG)
     if not catalog_id:
         return SkipReason(f"run {run.run_id} of {run.job_name} names no catalog; nothing to repair")
