@@ -245,3 +245,45 @@ def test_a_crash_mid_batch_is_recoverable_and_named(synced: Harness, receiver: R
     if "data_quality/rules" not in json.dumps(body):
         problems.append(f"the alert does not name the crashed catalog: {body['dq']}")
     assert not problems, problems
+
+
+@pytest.mark.postgres
+def test_no_secret_reaches_what_the_instance_stores_for_a_failed_batch(
+    database_url, tmp_path: Path, catalog_dir: Path, instance, receiver: Receiver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A password in DQ_DATABASE_URL (PostgreSQL) and a token in the webhook URL: a batch with a refused
+    catalog and a catalog whose Qdrant write fails with an error quoting the URL."""
+    from dq_pipeline.settings import Settings
+
+    from .conftest import reset_postgres
+    from .test_sensors_folder import HASHING
+
+    plain = __import__("os").environ.get("DQ_TEST_DATABASE_URL") or pytest.skip("no PostgreSQL")
+    reset_postgres(plain)
+    secret = "S3cretPw0rd"
+    url = plain.replace("postgres@", f"postgres:{secret}@", 1)
+    assert secret in url
+    monkeypatch.setenv("DQ_DATABASE_URL", url)
+    s = Settings.from_env(env={}, database_url=url, data_dir=str(tmp_path / "data"), catalog_dir=str(catalog_dir), embedding_model=HASHING)
+    h = Harness(s, instance)
+    h.launch_all(h.tick())
+    (catalog_dir / "sales" / "orders.csv").write_text("table,column\norders,id\norders,id\n", encoding="utf-8")
+    add_row(h, "crm/customers.yaml")
+
+    def hook(point, n, info):
+        if point == "qdrant_batch":
+            raise ConnectionError(f"cannot reach the record at {url} nor qdrant")
+
+    fault_for(monkeypatch, "crm/customers", hook)
+    result = run_batch(h, sorted(SAMPLES))
+    assert not result.success
+    token = "xoxb-T0KEN-abcdef"
+    monkeypatch.setenv("DQ_ALERT_WEBHOOK_URL", receiver.url.rstrip("/") + f"/{token}")
+    alert_on_failure_sensor(failure_context(h, result, "alert_on_failure_sensor", resources={"alerts": h.defs.resources["alerts"]}))
+    stored = []
+    for run in instance.get_runs():
+        stored += [json.dumps(run.run_config, default=str), json.dumps(run.tags, default=str)]
+        stored += [str(entry) for entry in instance.all_logs(run.run_id)]
+    stored += [json.dumps(b) for b in receiver.bodies]
+    leaks = [text[:300] for text in stored if secret in text or token in text]
+    assert receiver.bodies and not leaks, leaks
