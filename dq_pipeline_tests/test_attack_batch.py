@@ -14,6 +14,7 @@ from dq_pipeline.defs.alerts import alert_on_failure_sensor
 from dq_pipeline.defs import batch as batch_module
 from dq_pipeline.defs.batch import BATCH_JOB, BATCH_STEP, batch_failures
 from dq_pipeline.definitions import build_definitions
+from dq_pipeline.defs.partitions import catalog_partitions
 from dq_pipeline.sync import SimulatedCrash, SyncedStore
 from dq_pipeline.sync.write import hooks as hooks_module
 from dq_pipeline.sync.write.locks import catalog_lock
@@ -287,3 +288,17 @@ def test_no_secret_reaches_what_the_instance_stores_for_a_failed_batch(
     stored += [json.dumps(b) for b in receiver.bodies]
     leaks = [text[:300] for text in stored if secret in text or token in text]
     assert receiver.bodies and not leaks, leaks
+
+
+def test_a_catalog_removed_by_the_folder_sensor_between_tick_and_run_is_skipped(synced: Harness) -> None:
+    """The tick lists finance/ledger; before the run starts its file goes and the folder sensor removes
+    the catalog (its partition deleted). The nightly run must skip it, not fail and alert on it."""
+    h = synced
+    (request,) = nightly(h)
+    (h.settings.catalog_dir / "finance" / "ledger.json").unlink()
+    h.instance.delete_dynamic_partition(catalog_partitions.name, "finance/ledger")
+    assert "finance/ledger" not in h.partitions()
+    result = launch(h, request)
+    failures = batch_failures([e for e in result.all_events if e.is_step_failure])
+    assert result.success, failures
+    assert set(materializations(result, "catalog_index")) == SAMPLES - {"finance/ledger"}
