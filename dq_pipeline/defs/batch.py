@@ -53,7 +53,7 @@ from dagster._core.definitions.asset_checks.asset_check_evaluation import (
 )
 from pydantic import Field
 
-from ..catalog import ABSENT, discover
+from ..catalog import ABSENT, current_source_digest, discover
 from ..errors import ConfigurationError, RefusedInput, error_kind, is_transient, one_line, redact
 from ..sync import SyncedStore
 from .assets import (
@@ -68,6 +68,7 @@ from .assets import (
     step_failure,
     write_catalog,
 )
+from .jobs import TRIGGER_TAG
 from .partitions import QDRANT_POOL, catalog_partitions
 from .resources import CatalogFolder, EmbedderResource, SyncedStoreResource
 
@@ -177,6 +178,17 @@ def _sync_one(
     return None
 
 
+def _removed_since_the_tick(context: OpExecutionContext, folder: Path, catalog_id: str) -> bool:
+    """A scheduled run names the catalogs its tick saw as partitions with their file: one that has
+    neither by now was removed by the folder sensor in between (a hand-named one is an error)."""
+    if context.run.tags.get(TRIGGER_TAG) != "schedule":
+        return False
+    try:
+        return current_source_digest(folder, catalog_id) == ABSENT
+    except Exception:
+        return False
+
+
 def catalogs_to_sync(context: OpExecutionContext, config: BatchSyncConfig, folder: Path) -> list[str]:
     if config.catalog_ids:
         return list(dict.fromkeys(config.catalog_ids))
@@ -219,10 +231,12 @@ def sync_catalogs(
             raise step_failure(exc) from exc
         database = store.label()
         for catalog_id in catalog_ids:
-            if catalog_id not in partitions:
+            if catalog_id not in partitions and _removed_since_the_tick(context, folder, catalog_id):
+                outcome: dict[str, Any] | str | None = "removed since the tick listed it (no partition, no file): the folder sensor removed it"
+            elif catalog_id not in partitions:
                 # Materializations of a partition that does not exist would be lost in the UI; the
                 # folder sensor (or `dq-pipeline sync`) adds a catalog's partition.
-                outcome: dict[str, Any] | str | None = _failure(
+                outcome = _failure(
                     ConfigurationError(f"{catalog_id} is not a partition of {catalog_partitions.name}"), "catalog_entries"
                 )
             else:
