@@ -7,13 +7,13 @@ import json
 from pathlib import Path
 
 import pytest
+from dagster import DagsterEventType, build_run_status_sensor_context
 from sqlalchemy import create_engine
-from dagster import DagsterEventType, DagsterRunStatus, build_run_status_sensor_context
 
-from dq_pipeline.defs.alerts import alert_on_failure_sensor
-from dq_pipeline.defs import batch as batch_module
-from dq_pipeline.defs.batch import BATCH_JOB, BATCH_STEP, batch_failures
 from dq_pipeline.definitions import build_definitions
+from dq_pipeline.defs import batch as batch_module
+from dq_pipeline.defs.alerts import alert_on_failure_sensor
+from dq_pipeline.defs.batch import BATCH_JOB, BATCH_STEP, batch_failures
 from dq_pipeline.defs.partitions import catalog_partitions
 from dq_pipeline.sync import SimulatedCrash, SyncedStore
 from dq_pipeline.sync.write import hooks as hooks_module
