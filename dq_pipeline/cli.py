@@ -6,8 +6,6 @@ line on stderr; `--verbose` adds the traceback.
 
 from __future__ import annotations
 
-import atexit
-import gc
 import json
 import logging
 import os
@@ -557,17 +555,11 @@ def model_drop_old() -> None:
 
 
 def main() -> None:
-    # The interpreter's last garbage collections, over the ~300,000 objects Dagster, pydantic and
-    # qdrant-client leave, cost ~0.7 s at exit, a sixth of a no-op sync (benchmarks/RESULTS.md,
-    # "No-op sync"). Frozen at exit, they are not walked; the process's memory goes back to the OS
-    # all the same, and atexit handlers (logging's flush, weakref finalizers) still run. An atexit
-    # handler, not a call here, so a test that runs main() in-process freezes nothing until it exits.
-    atexit.unregister(gc.freeze)
-    atexit.register(gc.freeze)
-    # The collector's threshold stays the interpreter's: raised (young objects every 50,000
-    # allocations) it saved ~0.6 s of a no-op sync, but let cyclic garbage pile up during real work:
-    # a sync's peak memory extrapolated to 1M entries went from ~660 MiB to ~1,540 MiB
-    # (test_attack_protocol.py::test_sync_verify_and_repair_of_a_million_entries_stay_under_one_gib).
+    # No garbage-collector tuning here: a raised threshold let cyclic garbage pile up during real
+    # work (a sync's peak extrapolated to 1M entries went from ~660 to ~1,540 MiB,
+    # test_attack_protocol.py::test_sync_verify_and_repair_of_a_million_entries_stay_under_one_gib),
+    # and `gc.freeze()` at exit made the interpreter's shutdown crash with SIGSEGV after a failed
+    # Qdrant call (exit -11 instead of 1, test_metrics.py::test_a_store_that_is_down_*).
     _main()
 
 
