@@ -65,16 +65,27 @@ ERROR_KIND = "dq/error_kind"
 TRANSIENT = "dq/transient"
 
 
-def step_failure(exc: BaseException, **metadata: Any) -> Failure:
-    """The one translation of an error into a step failure: one redacted line, retried only if
-    transient, and its class recorded for the auto-repair sensor and alerts."""
-    transient = is_transient(exc)
+def failure_facts(exc: BaseException) -> dict[str, Any]:
+    """What the sensors and alerts read of an error: its kind, transient or not, refused input or
+    not, and its message (a refusal keeps every line: each names a file, a record and a reason,
+    bounded in CatalogError; anything else one redacted line)."""
     refused = isinstance(exc, RefusedInput)
+    return {
+        "error_kind": error_kind(exc),
+        "transient": is_transient(exc),
+        "refused": refused,
+        "error": redact(str(exc)) if refused else one_line(exc),
+    }
+
+
+def step_failure(exc: BaseException, **metadata: Any) -> Failure:
+    """The one translation of an error into a step failure: retried only if transient, its class
+    recorded for the auto-repair sensor and alerts."""
+    facts = failure_facts(exc)
     return Failure(
-        # A refusal keeps every line: each names a file, a record and a reason (bounded in CatalogError).
-        description=redact(str(exc)) if refused else one_line(exc),
-        metadata={ERROR_KIND: error_kind(exc), TRANSIENT: transient, REFUSED: refused, **metadata},
-        allow_retries=transient,
+        description=facts["error"],
+        metadata={ERROR_KIND: facts["error_kind"], TRANSIENT: facts["transient"], REFUSED: facts["refused"], **metadata},
+        allow_retries=facts["transient"],
     )
 
 

@@ -54,7 +54,7 @@ from dagster._core.definitions.asset_checks.asset_check_evaluation import (
 from pydantic import Field
 
 from ..catalog import ABSENT, current_source_digest, discover
-from ..errors import ConfigurationError, RefusedInput, error_kind, is_transient, one_line, redact
+from ..errors import ConfigurationError
 from ..sync import SyncedStore
 from .assets import (
     ERROR_KIND,
@@ -63,6 +63,7 @@ from .assets import (
     TRANSIENT,
     TRANSIENT_RETRY,
     embed_new,
+    failure_facts,
     index_metadata,
     parse_catalog,
     step_failure,
@@ -89,15 +90,9 @@ class BatchSyncConfig(Config):
 
 
 def _failure(exc: BaseException, step: str) -> dict[str, Any]:
-    refused = isinstance(exc, RefusedInput)
-    return {
-        "error_kind": error_kind(exc),
-        "transient": is_transient(exc),
-        "refused": refused,
-        "step": step,
-        # A refusal keeps its first lines: each names a file, a record and a reason.
-        "error": redact(str(exc))[:2000] if refused else one_line(exc),
-    }
+    facts = failure_facts(exc)
+    # One catalog's line of the run's report: a refusal's lines are kept to their first 2,000 characters.
+    return {**facts, "step": step, "error": facts["error"][:2000] if facts["refused"] else facts["error"]}
 
 
 def headline(failure: dict[str, Any]) -> str:
